@@ -1,0 +1,5 @@
+"""`python -m lowrank_audit` is the `lowrank-audit` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,101 @@
+"""The `lowrank-audit` command: thin commands over the library, one error handler in `main`."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import AuditError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                  help="Audit whether fine-tuning methods learned the shift their data asked for.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.command()
+def run(
+    config: Annotated[Optional[Path], typer.Argument(help="Sweep config (YAML). Default: the 'quick' preset.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Built-in preset: smoke, quick, paper.")] = None,
+    task: Annotated[Optional[list[str]], typer.Option("--task", help="Only this task (repeatable).")] = None,
+    method: Annotated[Optional[list[str]], typer.Option("--method", help="Only this method (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder. Default: runs/<timestamp>.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train and audit every run of a sweep, then write the store and the report."""
+    from .config import load_spec, narrow
+    from .report import build_report, summary_table
+    from .sweep import run_sweep
+
+    spec = narrow(load_spec(config, preset), task, method)
+    out_dir = out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    console.print(f"[bold]{spec.name}[/]: {len(spec.tasks)} task(s), {len(spec.methods)} method(s), "
+                  f"seeds {spec.seeds} -> {out_dir}")
+    result = run_sweep(spec, out_dir, progress=progress, log=console.print,
+                       source=str(config) if config else f"preset {preset or 'quick'}")
+    paths = build_report(out_dir)
+    console.print(summary_table(out_dir))
+    console.print(f"{result.finished} run(s) finished, {result.skipped} already in the store, "
+                  f"{len(result.failed)} failed.\nreport: {paths.html}\nstore:  {out_dir / 'results.sqlite'}")
+    if result.failed:
+        raise AuditError(f"{len(result.failed)} run(s) failed (errors are in the report); re-run the same command to retry them.")
+
+
+@app.command()
+def report(out_dir: Annotated[Path, typer.Argument(help="Output folder of a sweep.")]) -> None:
+    """Rebuild report.html, report.md and the plots from the store."""
+    from .report import build_report
+
+    paths = build_report(out_dir)
+    console.print(f"report: {paths.html}\nmarkdown: {paths.markdown}")
+
+
+def _options_table(title: str, items) -> Table:
+    table = Table(title=title, show_lines=True)
+    for col in ("name", "description", "options (default)"):
+        table.add_column(col)
+    for name, cls in items:
+        opts = "\n".join(
+            f"{k} = {f.default!r}" + (f"  {f.description}" if f.description else "")
+            for k, f in cls.Options.model_fields.items()
+        )
+        table.add_row(name, cls.description, opts or "-")
+    return table
+
+
+@app.command()
+def methods() -> None:
+    """List the registered fine-tuning methods and their options."""
+    from .methods import METHODS
+
+    console.print(_options_table("methods", METHODS))
+
+
+@app.command()
+def tasks() -> None:
+    """List the registered tasks and their options."""
+    from .tasks import TASKS
+
+    console.print(_options_table("tasks", TASKS))
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2; no traceback."""
+    try:
+        app(standalone_mode=False)
+    except AuditError as e:
+        err_console.print(f"[red]error:[/] {e}", highlight=False)
+        sys.exit(2)
+    except click.exceptions.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err_console.print("interrupted; finished runs are in the store, re-run the same command to resume.")
+        sys.exit(130)

@@ -1,0 +1,16 @@
+"""Experiment configuration: pydantic models, built-in presets, YAML loading with path-named errors."""
+
+from .load import PRESETS, load_spec, narrow
+from .spec import BudgetSpec, ExperimentSpec, MethodSpec, ModelSpec, TaskSpec, TinyModelSpec
+
+__all__ = [
+    "PRESETS",
+    "BudgetSpec",
+    "ExperimentSpec",
+    "MethodSpec",
+    "ModelSpec",
+    "TaskSpec",
+    "TinyModelSpec",
+    "load_spec",
+    "narrow",
+]

@@ -1,0 +1,105 @@
+"""Load an ExperimentSpec from a preset or a YAML file (safe_load), then narrow it from CLI flags."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..errors import AuditError
+from .spec import ExperimentSpec
+
+PRESETS = sorted(p.name.removesuffix(".yaml") for p in resources.files(__package__).joinpath("presets").iterdir()
+                 if p.name.endswith(".yaml"))
+
+
+def _loc(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def format_validation_error(err: ValidationError, source: str, prefix: str = "") -> str:
+    """One line per problem: 'source: methods[1].options.rnk: Extra inputs are not permitted'."""
+    lines = []
+    for e in err.errors():
+        path = _loc(e["loc"])
+        path = f"{prefix}.{path}" if prefix and path != "(top level)" else (prefix or path)
+        lines.append(f"{source}: {path}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def validate_options(options_cls: type[BaseModel], options: dict[str, Any], source: str, prefix: str) -> BaseModel:
+    """Validate a task's or method's options, with errors that name the key path."""
+    try:
+        return options_cls.model_validate(options)
+    except ValidationError as e:
+        raise AuditError(format_validation_error(e, source, prefix)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise AuditError(f"config file {path} does not exist. Pass a YAML file or use --preset ({', '.join(PRESETS)}).")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise AuditError(f"{path} is not valid YAML: {str(e).splitlines()[0]} ({getattr(e, 'problem_mark', '')})".strip()) from None
+    if not isinstance(data, dict):
+        raise AuditError(f"{path} must hold a YAML mapping (name, model, tasks, methods, budget, ...), not {type(data).__name__}.")
+    return data
+
+
+def preset_path(name: str) -> Path:
+    if name not in PRESETS:
+        from ..registry import Registry
+
+        reg: Registry[str] = Registry("preset")
+        for p in PRESETS:
+            reg.register(p, p)
+        reg.get(name)
+    return Path(str(resources.files(__package__).joinpath("presets", f"{name}.yaml")))
+
+
+def load_spec(config: str | Path | None = None, preset: str | None = None) -> ExperimentSpec:
+    """Read a config file, or a preset (default 'quick'), into a validated ExperimentSpec."""
+    if config is not None and preset is not None:
+        raise AuditError("give either a config file or --preset, not both.")
+    path = Path(config) if config is not None else preset_path(preset or "quick")
+    data = _read_yaml(path)
+    try:
+        spec = ExperimentSpec.model_validate(data)
+    except ValidationError as e:
+        raise AuditError(format_validation_error(e, str(path))) from None
+    from ..plan import validate_components
+
+    validate_components(spec, str(path))
+    return spec
+
+
+def narrow(spec: ExperimentSpec, tasks: list[str] | None = None, methods: list[str] | None = None) -> ExperimentSpec:
+    """Keep only the named tasks and methods (CLI --task / --method); unknown names are errors."""
+    from ..methods import METHODS
+    from ..tasks import TASKS
+
+    update: dict[str, Any] = {}
+    if tasks:
+        for t in tasks:
+            TASKS.get(t)
+        kept = [t for t in spec.tasks if t.name in tasks]
+        if not kept:
+            raise AuditError(f"--task {', '.join(tasks)}: this config has only {', '.join(t.name for t in spec.tasks)}.")
+        update["tasks"] = kept
+    if methods:
+        for m in methods:
+            METHODS.get(m)
+        kept_m = [m for m in spec.methods if m.name in methods]
+        if not kept_m:
+            raise AuditError(
+                f"--method {', '.join(methods)}: this config has only {', '.join(m.name for m in spec.methods)}."
+            )
+        update["methods"] = kept_m
+    return spec.model_copy(update=update)

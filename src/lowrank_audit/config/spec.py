@@ -1,0 +1,73 @@
+"""The ExperimentSpec: what to fine-tune, on which tasks, with which methods, seeds and budget."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors (with their path), never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TinyModelSpec(Strict):
+    """A small randomly initialised Llama built in-process (tests, smoke runs); word-level tokenizer."""
+
+    hidden_size: PositiveInt = 64
+    intermediate_size: PositiveInt = 128
+    num_layers: PositiveInt = 2
+    num_heads: PositiveInt = 4
+    num_kv_heads: PositiveInt = 2
+    seed: int = 0
+
+
+class ModelSpec(Strict):
+    """Where the base model comes from: the embedded default, a HF hub id / local path, or tiny."""
+
+    source: Literal["default", "hf", "tiny"] = "default"
+    path: str | None = Field(None, description="HF hub id or local folder (source: hf)")
+    revision: str | None = None
+    tiny: TinyModelSpec = TinyModelSpec()
+
+    @model_validator(mode="after")
+    def _path_for_hf(self) -> "ModelSpec":
+        if self.source == "hf" and not self.path:
+            raise ValueError("source 'hf' needs 'path': a hub id like 'HuggingFaceTB/SmolLM2-135M' or a local folder")
+        if self.source != "hf" and self.path:
+            raise ValueError(f"'path' is only used with source 'hf' (source is {self.source!r})")
+        return self
+
+
+class TaskSpec(Strict):
+    name: str
+    options: dict[str, Any] = {}
+
+
+class MethodSpec(Strict):
+    """A method with fixed options, plus `sweep`: option -> list of values, one run per combination."""
+
+    name: str
+    options: dict[str, Any] = {}
+    sweep: dict[str, list[Any]] = {}
+
+
+class BudgetSpec(Strict):
+    """Training budget, the same for every method so that they are compared at equal cost in steps."""
+
+    steps: PositiveInt
+    batch_size: PositiveInt = 16
+    eval_batch_size: PositiveInt = 32
+    max_grad_norm: PositiveFloat = 1.0
+
+
+class ExperimentSpec(Strict):
+    name: str
+    model: ModelSpec = ModelSpec()
+    tasks: list[TaskSpec] = Field(min_length=1)
+    methods: list[MethodSpec] = Field(min_length=1)
+    seeds: list[int] = Field([0], min_length=1)
+    budget: BudgetSpec
+    precision: Literal["auto", "fp32", "bf16"] = "auto"

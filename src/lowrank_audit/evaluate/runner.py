@@ -1,0 +1,77 @@
+"""One batched runner for forward passes: tasks say what they need, the runner executes it.
+
+Sequences are right-padded, so every real token keeps its natural position and causal attention never
+sees padding; log-probabilities are always taken in fp32, whatever precision the forward pass used.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from ..models.precision import autocast
+
+
+class Runner:
+    """Batches texts through a model under the experiment's precision."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, precision: str, batch_size: int, progress: bool = True) -> None:
+        self.tokenizer = tokenizer
+        self.precision = precision
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _batches(self, seqs: Sequence[list[int]], desc: str) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+        starts = range(0, len(seqs), self.batch_size)
+        for start in tqdm(starts, desc=desc, disable=not self.progress, leave=False, unit="batch"):
+            chunk = seqs[start : start + self.batch_size]
+            width = max(len(s) for s in chunk)
+            ids = torch.full((len(chunk), width), self.tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for i, s in enumerate(chunk):
+                ids[i, : len(s)] = torch.tensor(s)
+                mask[i, : len(s)] = 1
+            yield slice(start, start + len(chunk)), ids, mask
+
+    @torch.no_grad()
+    def _logits(self, model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        was_training = model.training
+        model.eval()
+        with autocast(self.precision):
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        model.train(was_training)
+        return logits.float()
+
+    def next_token_logprobs(self, model: nn.Module, prompts: Sequence[str], token_ids: torch.Tensor,
+                            desc: str = "next-token") -> torch.Tensor:
+        """log p(token | prompt) for each prompt and each of `token_ids`: [n_prompts, n_tokens], fp32."""
+        seqs = [self.encode(p) for p in prompts]
+        out = torch.empty((len(seqs), len(token_ids)), dtype=torch.float32)
+        for sl, ids, mask in self._batches(seqs, desc):
+            logp = torch.log_softmax(self._logits(model, ids, mask), dim=-1)
+            last = mask.sum(1) - 1
+            out[sl] = logp[torch.arange(len(ids)), last][:, token_ids]
+        return out
+
+    def sequence_logprobs(self, model: nn.Module, texts: Sequence[str],
+                          desc: str = "sequences") -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced next-token log-probabilities over the full vocabulary at every real position.
+
+        Returns (logp [n, T, vocab] fp32, mask [n, T] bool), T = longest sequence.
+        """
+        seqs = [self.encode(t) for t in texts]
+        width = max(len(s) for s in seqs)
+        logps, masks = [], []
+        for _, ids, mask in self._batches(seqs, desc):
+            logp = torch.log_softmax(self._logits(model, ids, mask), dim=-1)
+            pad = width - ids.shape[1]
+            logps.append(nn.functional.pad(logp, (0, 0, 0, pad)))
+            masks.append(nn.functional.pad(mask, (0, pad)).bool())
+        return torch.cat(logps), torch.cat(masks)

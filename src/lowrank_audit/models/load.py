@@ -1,0 +1,76 @@
+"""Load the base model and tokenizer named by a ModelSpec; every source returns the same LoadedModel."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ..config.spec import ModelSpec
+from ..errors import AuditError
+from . import default, tiny
+
+
+@dataclass
+class LoadedModel:
+    """A base model in eval mode, its tokenizer, and an identity string that keys runs and caches."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    identity: str
+    description: str
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _load_hf(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    name = str(spec.path)
+    local = Path(name).expanduser()
+    if _looks_like_path(name) and not local.exists():
+        raise AuditError(f"model path {name} does not exist. Give an existing folder (with config.json and *.safetensors) or a hub id.")
+    source = str(local) if local.exists() else name
+    if local.exists() and not (local / "config.json").is_file():
+        raise AuditError(f"model folder {local} has no config.json; save the model with save_pretrained() first.")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            source, revision=spec.revision, trust_remote_code=False, use_safetensors=True
+        )
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision, trust_remote_code=False)
+    except OSError as e:
+        raise AuditError(
+            f"could not load model {name!r}: {str(e).splitlines()[0]} "
+            "(a hub id needs network access or a filled HF cache; weights must be safetensors)."
+        ) from None
+    ident = str(local.resolve()) if local.exists() else f"hub:{name}@{spec.revision or 'main'}"
+    return model, tokenizer, ident
+
+
+def load_model(spec: ModelSpec, vocabulary: list[str] | None = None) -> LoadedModel:
+    """Load the model of `spec`; `vocabulary` is the word list a tiny model's tokenizer must cover."""
+    if spec.source == "default":
+        model, tokenizer = default.load_default()
+        gguf = default.gguf_path()
+        ident = f"default:{gguf.name}:{gguf.stat().st_size}"
+        desc = default.MODEL_NAME
+    elif spec.source == "hf":
+        model, tokenizer, ident = _load_hf(spec)
+        desc = str(spec.path)
+    else:
+        tokenizer = tiny.tiny_tokenizer(vocabulary or [])
+        model = tiny.tiny_model(spec.tiny, vocab_size=len(tokenizer))
+        digest = hashlib.sha256(json.dumps([spec.tiny.model_dump(), tokenizer.get_vocab()], sort_keys=True).encode())
+        ident = f"tiny:{digest.hexdigest()[:16]}"
+        desc = f"tiny random Llama ({spec.tiny.num_layers} layers, hidden {spec.tiny.hidden_size})"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = model.float().eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return LoadedModel(model=model, tokenizer=tokenizer, identity=ident, description=desc)

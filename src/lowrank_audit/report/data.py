@@ -1,0 +1,159 @@
+"""Read a results store into plain records and average them over seeds (no pandas, no torch)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from scipy import stats
+
+from ..errors import AuditError
+from ..store import Store
+from ..store.sqlite import STORE_FILE
+
+KNOWN_SPLITS = ("train", "heldout_templates", "heldout_terms", "heldout_both")
+# Run-table columns that also describe cost; used when the run wrote no metric row of the same name.
+_RUN_COLUMN_METRICS = ("trainable_params", "train_seconds", "peak_rss_mb")
+
+MetricKey = tuple[str, str | None, str | None, int | None]  # metric, group_name, split, layer
+
+
+@dataclass(frozen=True)
+class Value:
+    """A number (None = undefined) with an optional interval; `n` = how many seeds it averages."""
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    n: int = 1
+
+
+@dataclass
+class Run:
+    """One row of the runs table with its metrics keyed by (metric, group_name, split, layer)."""
+
+    run_id: str
+    task: str
+    method: str
+    rank: int | None
+    seed: int
+    status: str
+    error: str | None
+    metrics: dict[MetricKey, Value] = field(default_factory=dict)
+
+    def get(self, metric: str, split: str | None = None, group: str | None = None, layer: int | None = None) -> Value:
+        """The stored value, or an undefined Value if the run has no such row."""
+        return self.metrics.get((metric, group, split, layer), Value(None, n=0))
+
+
+@dataclass
+class Variant:
+    """All finished runs of one (task, method, rank): the unit that is averaged over seeds."""
+
+    method: str
+    rank: int | None
+    runs: list[Run]
+
+    @property
+    def label(self) -> str:
+        return self.method if self.rank is None else f"{self.method} r={self.rank}"
+
+    def mean(self, metric: str, split: str | None = None, group: str | None = None) -> Value:
+        """Mean over seeds (see `aggregate`)."""
+        return aggregate(r.get(metric, split, group) for r in self.runs)
+
+
+@dataclass
+class ReportData:
+    """Everything the report shows, read once from the store."""
+
+    store_path: Path
+    experiment: dict[str, str]
+    runs: list[Run]
+
+    def tasks(self) -> list[str]:
+        return sorted({r.task for r in self.runs})
+
+    def finished(self, task: str) -> list[Run]:
+        """Finished runs of a task in display order (method, rank, seed)."""
+        return sorted((r for r in self.runs if r.task == task and r.status == "finished"), key=run_order)
+
+    def unfinished(self) -> list[Run]:
+        return [r for r in self.runs if r.status != "finished"]
+
+    def variants(self, task: str) -> list[Variant]:
+        """Finished runs of a task grouped by (method, rank), in display order."""
+        groups: dict[tuple[str, int | None], list[Run]] = {}
+        for run in self.finished(task):
+            groups.setdefault((run.method, run.rank), []).append(run)
+        return [Variant(m, k, runs) for (m, k), runs in groups.items()]
+
+
+def run_order(run: Run) -> tuple:
+    """Base first, then full fine-tuning, other unranked methods, then ranked methods by rank."""
+    first = {"base": 0, "full": 1}.get(run.method, 2 if run.rank is None else 3)
+    return (first, run.method, run.rank if run.rank is not None else -1, run.seed)
+
+
+def aggregate(values: Iterable[Value]) -> Value:
+    """Mean over seeds of the defined values.
+
+    One seed keeps its own (bootstrap) interval; several seeds get a 95% Student-t interval of the mean
+    across seeds. All undefined gives an undefined Value with n=0.
+    """
+    defined = [v for v in values if v.value is not None]
+    if not defined:
+        return Value(None, n=0)
+    if len(defined) == 1:
+        return defined[0]
+    x = np.array([v.value for v in defined], dtype=np.float64)
+    mean = float(x.mean())
+    half = float(stats.t.ppf(0.975, len(x) - 1)) * float(x.std(ddof=1)) / math.sqrt(len(x))
+    return Value(mean, mean - half, mean + half, n=len(x))
+
+
+def splits_of(runs: Iterable[Run], metric: str) -> list[str]:
+    """The splits a metric was measured on: the debias splits first, then any others alphabetically."""
+    found = {key[2] for run in runs for key in run.metrics if key[0] == metric and key[2] is not None}
+    return [s for s in KNOWN_SPLITS if s in found] + sorted(found - set(KNOWN_SPLITS))
+
+
+def load(out_dir: str | Path) -> ReportData:
+    """Read runs and metrics of `out_dir/results.sqlite`; AuditError if there is no store or no run."""
+    out_dir = Path(out_dir)
+    path = out_dir / STORE_FILE
+    if not path.is_file():
+        raise AuditError(
+            f"no results store in {out_dir} (expected {path}). Run an experiment with --out {out_dir} first, "
+            "or pass the folder that holds results.sqlite."
+        )
+    store = Store(path)
+    try:
+        experiment = store.experiment()
+        run_rows = store.runs()
+        metric_rows = store.metrics()
+    finally:
+        store.close()
+    if not run_rows:
+        raise AuditError(f"the results store {path} has no runs yet. Run an experiment with --out {out_dir} first.")
+    runs = {row["run_id"]: _run(row) for row in run_rows}
+    for m in metric_rows:
+        run = runs.get(m["run_id"])
+        if run is not None:
+            run.metrics[(m["metric"], m["group_name"], m["split"], m["layer"])] = Value(m["value"], m["ci_low"], m["ci_high"])
+    for row in run_rows:
+        run = runs[row["run_id"]]
+        for name in _RUN_COLUMN_METRICS:
+            if row[name] is not None:
+                run.metrics.setdefault((name, None, None, None), Value(float(row[name])))
+    return ReportData(path, experiment, list(runs.values()))
+
+
+def _run(row: dict[str, Any]) -> Run:
+    return Run(
+        run_id=row["run_id"], task=row["task"], method=row["method"], rank=row["rank"], seed=row["seed"],
+        status=row["status"], error=row["error"],
+    )

@@ -1,0 +1,181 @@
+"""SQLite store: runs, metrics and the experiment fingerprint; each finished run is one transaction."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import AuditError
+from .migrations import MIGRATIONS
+
+STORE_FILE = "results.sqlite"
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One measured number; NULL group/split/layer mean 'over everything'."""
+
+    metric: str
+    value: float | None
+    group_name: str | None = None
+    split: str | None = None
+    layer: int | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+@dataclass
+class RunRecord:
+    """What the store knows about one run before it finishes."""
+
+    run_id: str
+    task: str
+    method: str
+    rank: int | None
+    seed: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    """SQLite stores NaN as NULL anyway; make that explicit so 'undefined' reads back as None."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+class Store:
+    """The results database of one output folder."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+        except (OSError, sqlite3.Error) as e:
+            raise AuditError(f"cannot open the results store {self.path}: {e}. Choose a writable --out folder.") from e
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self._migrate()
+
+    @classmethod
+    def in_dir(cls, out_dir: str | Path) -> "Store":
+        return cls(Path(out_dir) / STORE_FILE)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _migrate(self) -> None:
+        self.db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        done = {r["name"] for r in self.db.execute("SELECT name FROM _migrations")}
+        for name, apply in MIGRATIONS:
+            if name in done:
+                continue
+            with self._transaction():
+                apply(self.db)
+                self.db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, _now()))
+
+    def _transaction(self):
+        return _Transaction(self.db)
+
+    # experiment identity -------------------------------------------------------------------------
+    def bind_experiment(self, fingerprint: str, description: str) -> None:
+        """Record which experiment this store belongs to; refuse a store made by a different one."""
+        row = self.db.execute("SELECT value FROM experiment WHERE key = 'fingerprint'").fetchone()
+        if row is None:
+            with self._transaction():
+                self.db.execute("INSERT INTO experiment VALUES ('fingerprint', ?)", (fingerprint,))
+                self.db.execute("INSERT INTO experiment VALUES ('description', ?)", (description,))
+            return
+        if row["value"] != fingerprint:
+            old = self.db.execute("SELECT value FROM experiment WHERE key = 'description'").fetchone()
+            raise AuditError(
+                f"{self.path} holds results of a different experiment ({old['value'] if old else '?'}), "
+                f"not of this one ({description}). Choose another --out folder."
+            )
+
+    def experiment(self) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in self.db.execute("SELECT key, value FROM experiment")}
+
+    # runs ------------------------------------------------------------------------------------------
+    def status(self, run_id: str) -> str | None:
+        row = self.db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row["status"] if row else None
+
+    def start_run(self, run: RunRecord) -> None:
+        """Mark a run as running (a killed process leaves it 'running', which a re-run retries)."""
+        with self._transaction():
+            self.db.execute("DELETE FROM metrics WHERE run_id = ?", (run.run_id,))
+            self.db.execute(
+                """INSERT INTO runs (run_id, task, method, rank, seed, status, config_json, started_at)
+                   VALUES (?, ?, ?, ?, ?, 'running', ?, ?)
+                   ON CONFLICT(run_id) DO UPDATE SET status='running', started_at=excluded.started_at,
+                     finished_at=NULL, error=NULL, config_json=excluded.config_json""",
+                (run.run_id, run.task, run.method, run.rank, run.seed, json.dumps(run.config, sort_keys=True), _now()),
+            )
+
+    def finish_run(
+        self,
+        run_id: str,
+        metrics: Iterable[MetricRow],
+        *,
+        train_seconds: float | None = None,
+        trainable_params: int | None = None,
+        peak_rss_mb: float | None = None,
+        artifact: str | None = None,
+    ) -> None:
+        """Write all metrics of a run and mark it finished, in one transaction."""
+        rows = [
+            (run_id, m.metric, m.group_name, m.split, m.layer,
+             _finite_or_none(m.value), _finite_or_none(m.ci_low), _finite_or_none(m.ci_high))
+            for m in metrics
+        ]
+        with self._transaction():
+            self.db.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            self.db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.db.execute(
+                """UPDATE runs SET status='finished', finished_at=?, train_seconds=?, trainable_params=?,
+                   peak_rss_mb=?, artifact=?, error=NULL WHERE run_id=?""",
+                (_now(), train_seconds, trainable_params, peak_rss_mb, artifact, run_id),
+            )
+
+    def fail_run(self, run_id: str, error: str) -> None:
+        with self._transaction():
+            self.db.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            self.db.execute(
+                "UPDATE runs SET status='failed', finished_at=?, error=? WHERE run_id=?", (_now(), error, run_id)
+            )
+
+    def runs(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM runs ORDER BY task, seed, method, rank").fetchall()
+        return [dict(r) for r in rows]
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM metrics ORDER BY run_id, metric, split, group_name")]
+
+    def metric_rows(self, run_id: str) -> list[MetricRow]:
+        rows = self.db.execute("SELECT * FROM metrics WHERE run_id = ?", (run_id,)).fetchall()
+        return [MetricRow(**{k: r[k] for k in asdict(MetricRow("", None))}) for r in rows]
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (including KeyboardInterrupt)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,70 @@
+"""The Task interface: a task builds its data, says what to observe, and scores observations.
+
+A task never trains and never owns a model loop: the shared trainer fits its train examples and the
+shared Runner executes its forward passes. Scoring is a pure function of observations.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from ..evaluate.runner import Runner
+from ..store import MetricRow
+
+Observation = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One fine-tuning example: the loss is taken on the completion's tokens only."""
+
+    prompt: str
+    completion: str
+
+
+class TaskOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+def words_of(texts: list[str]) -> list[str]:
+    """The words and punctuation a word-level tokenizer needs to cover `texts` (for tiny models)."""
+    return [w for t in texts for w in re.findall(r"\w+|[^\w\s]+", t)]
+
+
+class Task(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Options: ClassVar[type[TaskOptions]]
+
+    def __init__(self, options: TaskOptions, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.options = options
+        self.tokenizer = tokenizer
+
+    @classmethod
+    @abstractmethod
+    def vocabulary(cls) -> list[str]:
+        """Every word the task's texts use (a tiny model's tokenizer is built to cover them)."""
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """A hash of the evaluation data, part of every cached observation's key."""
+
+    @abstractmethod
+    def observe(self, runner: Runner, model: nn.Module) -> Observation:
+        """Run the model on the task's evaluation data; the result is what `score` needs."""
+
+    @abstractmethod
+    def train_examples(self, base: Observation, seed: int) -> list[Example]:
+        """The fine-tuning data (it may depend on the base model, e.g. a target built from its outputs)."""
+
+    @abstractmethod
+    def score(self, obs: Observation, base: Observation, full: Observation | None, seed: int) -> list[MetricRow]:
+        """Metrics of one model from its observation and the references (base; full fine-tune if any)."""

@@ -1,0 +1,243 @@
+"""`debias`: make every identity group's next-word distribution over an attribute lexicon match a target.
+
+For each template ("The {term} worked as a") and identity term, the model's next-token probabilities
+over the lexicon words are read exactly from log-probabilities. The target q of a template is by default
+the pooled distribution across groups (every group weighted equally), so the fine-tuning data asks for
+the same attribute distribution for every group. The counterfactual fine-tuning data are the train
+prompts completed with words drawn from q.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import PositiveInt
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from ..errors import AuditError
+from ..evaluate.runner import Runner
+from ..metrics import bootstrap_ci, category_mass, group_gap, js_divergence, kl_divergence, shift_recovered, token_kl
+from ..store import MetricRow
+from .base import Example, Observation, Task, TaskOptions, words_of
+from .lexicon import IDENTITY_GROUPS, LEXICONS, NEUTRAL_TEXT, AttributeLexicon
+
+SPLITS = ("train", "heldout_templates", "heldout_terms", "heldout_both")
+
+
+class DebiasOptions(TaskOptions):
+    target: Literal["pooled", "uniform"] = "pooled"
+    """pooled: each template's distribution averaged over groups (base model); uniform: every word alike."""
+    samples_per_prompt: PositiveInt = 4
+    """Completions drawn from the target for each training prompt."""
+    token_kl_sequences: PositiveInt = 48
+    """Evaluation sequences for the per-token KL to the full fine-tune."""
+    bootstrap_resamples: PositiveInt = 1000
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    template: int
+    axis: str
+    group: str
+    split: str
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """An attribute lexicon reduced to the words that are one token for this tokenizer."""
+
+    name: str
+    words: list[str]
+    token_ids: torch.Tensor
+    word_category: np.ndarray
+    categories: list[str]
+    dropped: list[str]
+
+
+def _split(template_heldout: bool, term_heldout: bool) -> str:
+    return SPLITS[int(template_heldout) + 2 * int(term_heldout)]
+
+
+def _probs(logp: torch.Tensor) -> np.ndarray:
+    """Renormalise log-probabilities over the lexicon: p(word | prompt, word in lexicon), float64."""
+    lp = logp.double()
+    return torch.softmax(lp, dim=-1).numpy()
+
+
+class DebiasTask(Task):
+    name = "debias"
+    description = "Equalise identity groups' next-word distributions over attribute lexicons (exact, no sampling)."
+    Options = DebiasOptions
+
+    def __init__(self, options: DebiasOptions, tokenizer: PreTrainedTokenizerBase) -> None:
+        super().__init__(options, tokenizer)
+        self.options: DebiasOptions = options
+        self.lexicons = [self._fit_lexicon(lex) for lex in LEXICONS]
+        self.prompts = {lex.name: self._prompts(lex) for lex in LEXICONS}
+        self.templates = {lex.name: lex.templates for lex in LEXICONS}
+        self.sequences = self._eval_sequences()
+
+    @classmethod
+    def vocabulary(cls) -> list[str]:
+        texts = [t for g in IDENTITY_GROUPS.values() for terms in g.values() for t in terms]
+        texts += [t for lex in LEXICONS for t in lex.templates]
+        texts += [w for lex in LEXICONS for ws in lex.categories.values() for w in ws]
+        return words_of(texts + NEUTRAL_TEXT)
+
+    def _fit_lexicon(self, lex: AttributeLexicon) -> Lexicon:
+        words, ids, cats, dropped = [], [], [], []
+        names = list(lex.categories)
+        for c, cat in enumerate(names):
+            for w in lex.categories[cat]:
+                tok = self.tokenizer(" " + w, add_special_tokens=False)["input_ids"]
+                if len(tok) == 1 and tok[0] != self.tokenizer.unk_token_id and tok[0] not in ids:
+                    words.append(w)
+                    ids.append(tok[0])
+                    cats.append(c)
+                else:
+                    dropped.append(w)
+        missing = [cat for c, cat in enumerate(names) if c not in cats]
+        if missing:
+            raise AuditError(
+                f"lexicon {lex.name!r}: no word of categories {missing} is a single token for this tokenizer, "
+                "so their probability cannot be read exactly. Use a model with a word-level or larger vocabulary."
+            )
+        return Lexicon(lex.name, words, torch.tensor(ids), np.array(cats), names, dropped)
+
+    def _prompts(self, lex: AttributeLexicon) -> list[Prompt]:
+        out = []
+        n_train_templates = len(lex.templates) - lex.heldout_templates
+        for t, template in enumerate(lex.templates):
+            for axis, groups in IDENTITY_GROUPS.items():
+                for group, terms in groups.items():
+                    for k, term in enumerate(terms):
+                        split = _split(t >= n_train_templates, k == len(terms) - 1)
+                        out.append(Prompt(template.format(term=term), t, axis, group, split))
+        return out
+
+    def _eval_sequences(self) -> list[str]:
+        """A fixed, evenly spaced subset of prompts, each completed with a lexicon word and a full stop."""
+        pool = [(p, lex) for lex in self.lexicons for p in self.prompts[lex.name]]
+        step = max(1, len(pool) // self.options.token_kl_sequences)
+        chosen = pool[::step][: self.options.token_kl_sequences]
+        return [f"{p.text} {lex.words[i % len(lex.words)]}." for i, (p, lex) in enumerate(chosen)]
+
+    def fingerprint(self) -> str:
+        data = [self.prompts, [(lx.name, lx.words) for lx in self.lexicons], self.sequences, NEUTRAL_TEXT]
+        return hashlib.sha256(json.dumps(data, default=str, sort_keys=True).encode()).hexdigest()[:16]
+
+    # observation -----------------------------------------------------------------------------------
+    def observe(self, runner: Runner, model: nn.Module) -> Observation:
+        obs: Observation = {}
+        for lex in self.lexicons:
+            texts = [p.text for p in self.prompts[lex.name]]
+            obs[f"lexicon/{lex.name}"] = runner.next_token_logprobs(model, texts, lex.token_ids, desc=f"eval {lex.name}")
+        for key, texts in (("eval_seq", self.sequences), ("neutral", NEUTRAL_TEXT)):
+            logp, mask = runner.sequence_logprobs(model, texts, desc=f"eval {key}")
+            obs[f"{key}/logp"], obs[f"{key}/mask"] = logp, mask
+        return obs
+
+    # target and training data ----------------------------------------------------------------------
+    def targets(self, base: Observation) -> dict[str, np.ndarray]:
+        """q per lexicon and template: [n_templates, n_words]."""
+        out = {}
+        for lex in self.lexicons:
+            n_t = len(self.templates[lex.name])
+            if self.options.target == "uniform":
+                out[lex.name] = np.full((n_t, len(lex.words)), 1.0 / len(lex.words))
+                continue
+            p0 = _probs(base[f"lexicon/{lex.name}"])
+            prompts = self.prompts[lex.name]
+            q = np.zeros((n_t, len(lex.words)))
+            for t in range(n_t):
+                groups = sorted({(p.axis, p.group) for p in prompts if p.template == t})
+                per_group = [
+                    p0[[i for i, p in enumerate(prompts) if p.template == t and (p.axis, p.group) == g]].mean(0)
+                    for g in groups
+                ]
+                q[t] = np.mean(per_group, axis=0)
+            out[lex.name] = q
+        return out
+
+    def train_examples(self, base: Observation, seed: int) -> list[Example]:
+        rng = np.random.default_rng(seed)
+        q = self.targets(base)
+        examples = []
+        for lex in self.lexicons:
+            for p in self.prompts[lex.name]:
+                if p.split != "train":
+                    continue
+                for w in rng.choice(len(lex.words), size=self.options.samples_per_prompt, p=q[lex.name][p.template]):
+                    examples.append(Example(p.text, " " + lex.words[w]))
+        return examples
+
+    # scoring -----------------------------------------------------------------------------------------
+    def score(self, obs: Observation, base: Observation, full: Observation | None, seed: int) -> list[MetricRow]:
+        q = self.targets(base)
+        n_boot = self.options.bootstrap_resamples
+        kl_m, kl_0, splits = [], [], []
+        for lex in self.lexicons:
+            key = f"lexicon/{lex.name}"
+            prompts = self.prompts[lex.name]
+            q_rows = q[lex.name][[p.template for p in prompts]]
+            kl_m.append(kl_divergence(q_rows, _probs(obs[key])))
+            kl_0.append(kl_divergence(q_rows, _probs(base[key])))
+            splits += [p.split for p in prompts]
+        km, k0, split_arr = np.concatenate(kl_m), np.concatenate(kl_0), np.array(splits)
+
+        rows: list[MetricRow] = []
+        for split in SPLITS:
+            sel = split_arr == split
+            lo, hi = bootstrap_ci(np.mean, km[sel], n_resamples=n_boot, seed=seed)
+            rows.append(MetricRow("target_fit", float(km[sel].mean()), split=split, ci_low=lo, ci_high=hi))
+            lo, hi = bootstrap_ci(shift_recovered, km[sel], k0[sel], n_resamples=n_boot, seed=seed)
+            rows.append(MetricRow("shift_recovered", shift_recovered(km[sel], k0[sel]), split=split, ci_low=lo, ci_high=hi))
+            rows += self._group_rows(obs, split)
+
+        rows.append(self._sequence_kl("drift_neutral", base, obs, "neutral", seed))
+        if full is not None:
+            rows.append(self._sequence_kl("kl_to_full", full, obs, "eval_seq", seed))
+        return rows
+
+    def _group_rows(self, obs: Observation, split: str) -> list[MetricRow]:
+        """Per axis: category mass per group, gap per category, JS divergence between the groups."""
+        rows: list[MetricRow] = []
+        gaps: list[float] = []
+        js_by_axis: dict[str, list[float]] = {}
+        for lex in self.lexicons:
+            p = _probs(obs[f"lexicon/{lex.name}"])
+            prompts = self.prompts[lex.name]
+            for axis, groups in IDENTITY_GROUPS.items():
+                masses, dists = [], []
+                for group in groups:
+                    idx = [i for i, pr in enumerate(prompts) if pr.split == split and pr.axis == axis and pr.group == group]
+                    dists.append(p[idx].mean(0))
+                    masses.append(category_mass(p[idx], lex.word_category, len(lex.categories)).mean(0))
+                    rows += [
+                        MetricRow("category_mass", float(m), group_name=f"{axis}/{group}/{cat}", split=split)
+                        for cat, m in zip(lex.categories, masses[-1])
+                    ]
+                for cat, gap in zip(lex.categories, group_gap(np.array(masses))):
+                    rows.append(MetricRow("group_gap", float(gap), group_name=f"{axis}/{cat}", split=split))
+                    gaps.append(float(gap))
+                js_by_axis.setdefault(axis, []).append(js_divergence(np.array(dists)))
+        rows.append(MetricRow("group_gap", float(np.mean(gaps)), split=split))
+        axis_js = {axis: float(np.mean(v)) for axis, v in js_by_axis.items()}
+        rows += [MetricRow("group_js", v, group_name=axis, split=split) for axis, v in axis_js.items()]
+        rows.append(MetricRow("group_js", float(np.mean(list(axis_js.values()))), split=split))
+        return rows
+
+    def _sequence_kl(self, metric: str, ref: Observation, obs: Observation, key: str, seed: int) -> MetricRow:
+        """Mean per-token KL(ref || model), averaged per sequence, then over sequences (bootstrap CI)."""
+        mask = obs[f"{key}/mask"]
+        per_token = token_kl(ref[f"{key}/logp"], obs[f"{key}/logp"], mask)
+        per_seq = (per_token.sum(1) / mask.sum(1)).double().numpy()
+        lo, hi = bootstrap_ci(np.mean, per_seq, n_resamples=self.options.bootstrap_resamples, seed=seed)
+        return MetricRow(metric, float(per_seq.mean()), ci_low=lo, ci_high=hi)

@@ -1,0 +1,118 @@
+"""The training loop: plain and visible, the same for every method and task.
+
+One step = one batch of (prompt, completion) examples, loss on completion tokens only, AdamW (or the
+method's optimizer), gradient clipping, the method's per-step hook. The budget is a number of steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from ..config.spec import BudgetSpec
+from ..methods.base import Method
+from ..models.precision import autocast
+from ..tasks.base import Example
+
+IGNORE = -100
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite; the run is marked failed with the step number."""
+
+    def __init__(self, step: int, loss: float) -> None:
+        super().__init__(f"loss became {loss} at step {step}; lower the learning rate or check the data")
+        self.step = step
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    tokens: int
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.seconds / max(self.steps, 1)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def final_loss(self) -> float:
+        """Mean loss over the last tenth of the steps (a single step's loss is too noisy)."""
+        tail = self.losses[-max(1, len(self.losses) // 10):]
+        return float(np.mean(tail)) if tail else float("nan")
+
+
+def encode_examples(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase) -> list[tuple[list[int], list[int]]]:
+    """(input_ids, labels) per example; prompt and completion are tokenized apart so the boundary is exact."""
+    out = []
+    for ex in examples:
+        prompt = tokenizer(ex.prompt, add_special_tokens=False)["input_ids"]
+        completion = tokenizer(ex.completion, add_special_tokens=False)["input_ids"]
+        out.append((prompt + completion, [IGNORE] * len(prompt) + completion))
+    return out
+
+
+def batches(encoded: Sequence[tuple[list[int], list[int]]], batch_size: int, seed: int,
+            pad_id: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Endless right-padded batches; the order is reshuffled every epoch from `seed`."""
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(len(encoded))
+        for start in range(0, max(len(order) - batch_size, 0) + 1, batch_size):  # drop the ragged tail
+            chunk = [encoded[i] for i in order[start : start + batch_size]]
+            width = max(len(ids) for ids, _ in chunk)
+            ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+            labels = torch.full((len(chunk), width), IGNORE, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for i, (x, y) in enumerate(chunk):
+                ids[i, : len(x)] = torch.tensor(x)
+                labels[i, : len(y)] = torch.tensor(y)
+                mask[i, : len(x)] = 1
+            yield ids, mask, labels
+
+
+def train(model: nn.Module, method: Method, examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase,
+          budget: BudgetSpec, precision: str, seed: int, progress: bool = True, desc: str = "train") -> TrainResult:
+    """Train `model` (already prepared by `method`) for `budget.steps` steps; raises TrainingDiverged."""
+    if not examples:
+        raise ValueError("no training examples")
+    torch.manual_seed(seed)
+    optimizer = method.optimizer(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    data = batches(encode_examples(examples, tokenizer), budget.batch_size, seed, tokenizer.pad_token_id)
+    model.train()
+    result = TrainResult(steps=0, seconds=0.0, tokens=0)
+    bar = tqdm(range(1, budget.steps + 1), desc=desc, disable=not progress, leave=False, unit="step")
+    start = time.perf_counter()
+    for step in bar:
+        ids, mask, labels = next(data)
+        with autocast(precision):
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingDiverged(step, value)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, budget.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        method.after_step(model, step)
+        result.losses.append(value)
+        result.tokens += int(mask.sum())
+        result.steps = step
+        bar.set_postfix(loss=f"{value:.3f}")
+    result.seconds = time.perf_counter() - start
+    model.eval()
+    return result

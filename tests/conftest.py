@@ -1,0 +1,28 @@
+"""Shared fixtures: caches go to a temp folder, never to the real home; one tiny model per session."""
+
+from __future__ import annotations
+
+import pytest
+
+from lowrank_audit.config import load_spec
+from lowrank_audit.models import load_model
+from lowrank_audit.sweep import task_vocabulary
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _audit_home(tmp_path_factory):
+    """Session-wide, so that module- and session-scoped fixtures never see the real home either."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LOWRANK_AUDIT_HOME", str(tmp_path_factory.getbasetemp() / "audit-home"))
+        yield
+
+
+@pytest.fixture(scope="session")
+def smoke_spec():
+    return load_spec(preset="smoke")
+
+
+@pytest.fixture()
+def tiny(smoke_spec):
+    """A tiny random Llama with the word-level tokenizer (fresh per test: tests may train it)."""
+    return load_model(smoke_spec.model, task_vocabulary())

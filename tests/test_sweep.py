@@ -1,0 +1,154 @@
+"""The sweep end to end on the smoke preset: outputs, resume after a crash, determinism, failures."""
+
+import json
+
+import pytest
+
+from lowrank_audit import sweep as sweep_module
+from lowrank_audit.errors import AuditError
+from lowrank_audit.store import Store
+from lowrank_audit.sweep import run_sweep
+from lowrank_audit.train import TrainingDiverged
+
+TIMING = {"train_seconds", "seconds_per_step", "tokens_per_second", "peak_rss_mb", "eval_seconds"}
+
+
+def quiet(msg):
+    pass
+
+
+def results(out):
+    """Every non-timing metric, keyed so two stores can be compared row by row."""
+    store = Store.in_dir(out)
+    return {(m["run_id"], m["metric"], m["group_name"], m["split"], m["layer"]): (m["value"], m["ci_low"], m["ci_high"])
+            for m in store.metrics() if m["metric"] not in TIMING}
+
+
+def test_smoke_sweep_end_to_end(smoke_spec, tmp_path):
+    result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+    assert result.failed == [] and result.finished == result.planned == 4
+    runs = {(r["method"], r["rank"]): r for r in Store.in_dir(tmp_path).runs()}
+    assert set(runs) == {("base", None), ("full", None), ("lora", 1), ("lora", 4)}
+    assert all(r["status"] == "finished" for r in runs.values())
+    assert (tmp_path / runs["lora", 4]["artifact"] / "adapter_config.json").is_file()
+    assert (tmp_path / runs["full", None]["artifact"] / "model.safetensors").is_file()
+    assert runs["lora", 1]["trainable_params"] < runs["lora", 4]["trainable_params"] < runs["full", None]["trainable_params"]
+    metrics = {(m["run_id"], m["metric"], m["split"]) for m in Store.in_dir(tmp_path).metrics() if m["group_name"] is None}
+    for method in [("full", None), ("lora", 1)]:
+        rid = runs[method]["run_id"]
+        for name in ("shift_recovered", "target_fit", "group_gap", "group_js"):
+            assert (rid, name, "heldout_templates") in metrics
+        assert (rid, "kl_to_full", None) in metrics and (rid, "drift_neutral", None) in metrics
+    assert (runs["base", None]["run_id"], "kl_to_full", None) in metrics
+
+    again = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+    assert again.finished == 0 and again.skipped == 4
+
+
+def test_same_config_and_seed_give_the_same_numbers(smoke_spec, tmp_path):
+    run_sweep(smoke_spec, tmp_path / "a", progress=False, log=quiet)
+    run_sweep(smoke_spec, tmp_path / "b", progress=False, log=quiet)
+    assert results(tmp_path / "a") == results(tmp_path / "b")
+
+
+def test_killed_sweep_resumes_and_matches_an_uninterrupted_one(smoke_spec, tmp_path, monkeypatch):
+    run_sweep(smoke_spec, tmp_path / "clean", progress=False, log=quiet)
+    real_train, calls = sweep_module.train, {"n": 0}
+
+    def dies_on_second_run(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # what a kill looks like to the code in flight
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "train", dies_on_second_run)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(smoke_spec, tmp_path / "crash", progress=False, log=quiet)
+    store = Store.in_dir(tmp_path / "crash")
+    statuses = sorted(r["status"] for r in store.runs())
+    assert statuses == ["finished", "finished", "running"]  # full and base finished; the killed LoRA run left no metrics
+    running = [r["run_id"] for r in store.runs() if r["status"] == "running"]
+    assert not [m for m in store.metrics() if m["run_id"] in running]
+
+    monkeypatch.setattr(sweep_module, "train", real_train)
+    resumed = run_sweep(smoke_spec, tmp_path / "crash", progress=False, log=quiet)
+    assert resumed.skipped == 2 and resumed.finished == 2
+    assert results(tmp_path / "crash") == results(tmp_path / "clean")
+
+
+def test_nan_loss_fails_one_run_and_the_sweep_goes_on(smoke_spec, tmp_path, monkeypatch):
+    real_train = sweep_module.train
+
+    def diverges_at_rank_1(model, method, *args, **kwargs):
+        if method.rank == 1:
+            raise TrainingDiverged(7, float("nan"))
+        return real_train(model, method, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "train", diverges_at_rank_1)
+    result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+    assert len(result.failed) == 1 and "step 7" in result.failed[0][1]
+    runs = {(r["method"], r["rank"]): r for r in Store.in_dir(tmp_path).runs()}
+    assert runs["lora", 1]["status"] == "failed" and "loss became nan at step 7" in runs["lora", 1]["error"]
+    assert runs["lora", 4]["status"] == "finished"
+
+
+def test_a_method_that_changes_nothing_is_an_error_not_a_result(smoke_spec, tmp_path, monkeypatch):
+    real_train = sweep_module.train
+
+    def never_steps(model, method, examples, tokenizer, budget, *args, **kwargs):
+        return real_train(model, method, examples, tokenizer, budget.model_copy(update={"steps": 1}), *args, **kwargs)
+
+    class Frozen:  # an optimizer that never updates: the LoRA B matrices stay zero
+        def step(self):
+            pass
+
+        def zero_grad(self, set_to_none=True):
+            pass
+
+    monkeypatch.setattr(sweep_module, "train", never_steps)
+    from lowrank_audit.methods.lora import Lora
+
+    monkeypatch.setattr(Lora, "optimizer", lambda self, model: Frozen())
+    result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+    errors = [e for _, e in result.failed]
+    assert len(errors) == 2 and all("changed nothing" in e for e in errors)
+
+
+def test_missing_reference_cache_is_rebuilt_from_saved_weights(smoke_spec, tmp_path):
+    first = smoke_spec.model_copy(update={"methods": smoke_spec.methods[:1]})
+    run_sweep(first, tmp_path, progress=False, log=quiet)
+    for f in (tmp_path / "cache").glob("*"):
+        f.unlink()
+    result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+    assert result.finished == 2 and result.skipped == 2
+    assert results(tmp_path) == results_of_clean(smoke_spec, tmp_path / "clean")
+
+
+def results_of_clean(spec, out):
+    run_sweep(spec, out, progress=False, log=quiet)
+    return results(out)
+
+
+def test_store_of_another_experiment_is_refused(smoke_spec, tmp_path):
+    run_sweep(smoke_spec.model_copy(update={"methods": smoke_spec.methods[:1]}), tmp_path, progress=False, log=quiet)
+    other = smoke_spec.model_copy(update={"name": "other"})
+    with pytest.raises(AuditError, match="different experiment"):
+        run_sweep(other, tmp_path, progress=False, log=quiet)
+
+
+def test_unwritable_output_folder_is_refused_before_loading(smoke_spec, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(AuditError, match="not writable"):
+        run_sweep(smoke_spec, blocker / "out", progress=False, log=quiet)
+
+
+def test_run_config_is_stored_and_ids_are_stable(smoke_spec, tmp_path):
+    run_sweep(smoke_spec.model_copy(update={"methods": smoke_spec.methods[:1]}), tmp_path, progress=False, log=quiet)
+    (full,) = [r for r in Store.in_dir(tmp_path).runs() if r["method"] == "full"]
+    config = json.loads(full["config_json"])
+    assert config["method"] == {"name": "full", "options": {"lr": 1e-3, "weight_decay": 0.0}}
+    assert config["budget"]["steps"] == 10 and config["precision"] == "fp32"
+    from lowrank_audit.plan import run_id
+
+    assert run_id(config) == full["run_id"]

@@ -1,0 +1,71 @@
+"""The training loop: loss only on completions, the loss goes down, NaN stops the run with its step."""
+
+import copy
+
+import pytest
+import torch
+
+from lowrank_audit.config import BudgetSpec
+from lowrank_audit.methods import METHODS
+from lowrank_audit.tasks import Example
+from lowrank_audit.train import TrainingDiverged, train
+from lowrank_audit.train.loop import IGNORE, batches, encode_examples
+
+EXAMPLES = [Example("The woman worked as a", " doctor"), Example("The man worked as a", " nurse")] * 8
+
+
+def method(name, **options):
+    cls = METHODS.get(name)
+    return cls(cls.Options(**options))
+
+
+def batch_loss(model, tiny):
+    ids, mask, labels = next(batches(encode_examples(EXAMPLES, tiny.tokenizer), 16, 0, tiny.tokenizer.pad_token_id))
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=mask, labels=labels).loss.item()
+
+
+def test_labels_cover_only_the_completion(tiny):
+    (ids, labels), = encode_examples([Example("The woman worked as a", " doctor")], tiny.tokenizer)
+    assert labels[:-1] == [IGNORE] * 5 and labels[-1] == ids[-1] == tiny.tokenizer.convert_tokens_to_ids("doctor")
+
+
+@pytest.mark.parametrize("name, options", [("full", {"lr": 1e-3}), ("lora", {"rank": 4, "lr": 1e-2})])
+def test_a_few_steps_lower_the_loss(tiny, name, options):
+    m = method(name, **options)
+    model = m.prepare(copy.deepcopy(tiny.model))
+    before = batch_loss(model, tiny)
+    result = train(model, m, EXAMPLES, tiny.tokenizer, BudgetSpec(steps=15), "fp32", seed=0, progress=False)
+    assert result.steps == 15 and len(result.losses) == 15
+    assert batch_loss(model, tiny) < before - 0.5
+    assert result.tokens == 15 * 16 * 6
+
+
+def test_same_seed_same_weights(tiny):
+    outs = []
+    for _ in range(2):
+        m = method("lora", rank=2, lr=1e-2)
+        torch.manual_seed(0)
+        model = m.prepare(copy.deepcopy(tiny.model))
+        train(model, m, EXAMPLES, tiny.tokenizer, BudgetSpec(steps=5), "fp32", seed=0, progress=False)
+        outs.append(torch.cat([p.flatten() for p in model.parameters() if p.requires_grad]))
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+
+
+def test_nan_loss_raises_with_the_step(tiny):
+    m = method("full")
+    model = m.prepare(copy.deepcopy(tiny.model))
+    real_forward = model.forward
+    calls = {"n": 0}
+
+    def forward(*args, **kwargs):
+        calls["n"] += 1
+        out = real_forward(*args, **kwargs)
+        if calls["n"] == 3:
+            out.loss = out.loss * float("nan")
+        return out
+
+    model.forward = forward
+    with pytest.raises(TrainingDiverged, match="loss became nan at step 3") as err:
+        train(model, m, EXAMPLES, tiny.tokenizer, BudgetSpec(steps=5), "fp32", seed=0, progress=False)
+    assert err.value.step == 3

@@ -16,8 +16,9 @@ from .errors import AuditError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Audit whether fine-tuning methods learned the shift their data asked for.")
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (logs, CI) gets a wide table instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 @app.command()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import __version__
 from .data import ReportData, load
-from .plots import task_plots
+from .figures import task_plots
 from .render import ReportView, TaskSection, render_html, render_markdown
 from .tables import long_table, metric_columns, results_table, seed_means_table, unfinished_table
 

@@ -47,8 +47,8 @@ class Panel:
     series: tuple[Series, ...]
 
 
-def task_plots(task: str, variants: list[Variant], plots_dir: Path, slug: str) -> list[Plot]:
-    """Write every figure whose metrics the task's runs have; return them in display order."""
+def rank_plots(task: str, variants: list[Variant], plots_dir: Path, slug: str) -> list[Plot]:
+    """Shift, gap and divergence vs rank, and category mass per group, where the task's runs have them."""
     runs = [r for v in variants for r in v.runs]
     sr = tuple(Series(s, "shift_recovered", s) for s in splits_of(runs, "shift_recovered"))
     gap = tuple(Series(s, "group_gap", s) for s in splits_of(runs, "group_gap"))

@@ -125,3 +125,16 @@ def test_score_matches_a_direct_computation(task, base_obs):
                    if pr.split == "train" and pr.axis == "gender" and pr.group == g]].mean()
              for g in IDENTITY_GROUPS["gender"]]
     assert rows["group_gap", "train", "gender/professional"].value == pytest.approx(max(means) - min(means))
+
+
+def test_lens_rows_agree_with_the_output_at_the_last_layer(task, base_obs):
+    rows = task.score(base_obs, base_obs, None, seed=0)
+    n_layers = base_obs["lens/logp"].shape[1]
+    kl_base = {r.layer: r.value for r in rows if r.metric == "lens_kl_to_base"}
+    assert sorted(kl_base) == list(range(1, n_layers + 1)) and max(kl_base.values()) == pytest.approx(0.0, abs=1e-6)
+    assert not [r for r in rows if r.metric == "lens_kl_to_full"]
+    lex, idx = task.lens[0]
+    p = torch.softmax(base_obs[f"lexicon/{lex.name}"][idx].double(), -1).numpy()
+    prof = p[:, lex.word_category == lex.categories.index("professional")].sum(1).mean()
+    last = {(r.group_name, r.layer): r.value for r in rows if r.metric == "lens_category_mass"}
+    assert last[f"{lex.name}/professional", n_layers] == pytest.approx(prof, abs=1e-5)

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from ..models.precision import autocast
+from .lens import lens_logits
 
 
 class Runner:
@@ -75,3 +76,23 @@ class Runner:
             logps.append(nn.functional.pad(logp, (0, 0, 0, pad)))
             masks.append(nn.functional.pad(mask, (0, pad)).bool())
         return torch.cat(logps), torch.cat(masks)
+
+    @torch.no_grad()
+    def lens_logprobs(self, model: nn.Module, prompts: Sequence[str], desc: str = "logit lens") -> torch.Tensor:
+        """Next-token log-probabilities at each prompt's last position, read at every layer: [n, layers, vocab].
+
+        One forward pass per batch (output_hidden_states), not one per layer.
+        """
+        seqs = [self.encode(p) for p in prompts]
+        out = []
+        was_training = model.training
+        model.eval()
+        for _, ids, mask in self._batches(seqs, desc):
+            with autocast(self.precision):
+                hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+                last = mask.sum(1) - 1
+                rows = torch.arange(len(ids))
+                logits = lens_logits(model, tuple(h[rows, last] for h in hidden))
+            out.append(torch.log_softmax(logits.float(), dim=-1).transpose(0, 1))
+        model.train(was_training)
+        return torch.cat(out)

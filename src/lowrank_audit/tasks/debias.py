@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import PositiveInt
+from pydantic import NonNegativeInt, PositiveInt
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
@@ -38,6 +38,8 @@ class DebiasOptions(TaskOptions):
     token_kl_sequences: PositiveInt = 48
     """Evaluation sequences for the per-token KL to the full fine-tune."""
     bootstrap_resamples: PositiveInt = 1000
+    lens_prompts: NonNegativeInt = 24
+    """Prompts decoded at every layer by the logit lens (0 turns the lens off)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class DebiasTask(Task):
         self.prompts = {lex.name: self._prompts(lex) for lex in LEXICONS}
         self.templates = {lex.name: lex.templates for lex in LEXICONS}
         self.sequences = self._eval_sequences()
+        self.lens = self._lens_prompts()
 
     @classmethod
     def vocabulary(cls) -> list[str]:
@@ -129,8 +132,18 @@ class DebiasTask(Task):
         chosen = pool[::step][: self.options.token_kl_sequences]
         return [f"{p.text} {lex.words[i % len(lex.words)]}." for i, (p, lex) in enumerate(chosen)]
 
+    def _lens_prompts(self) -> list[tuple[Lexicon, list[int]]]:
+        """Per lexicon, an evenly spaced subset of its prompts (indices) for the logit lens."""
+        per = self.options.lens_prompts // len(self.lexicons)
+        out = []
+        for lex in self.lexicons:
+            n = len(self.prompts[lex.name])
+            out.append((lex, list(range(0, n, max(1, n // per)))[:per] if per else []))
+        return out
+
     def fingerprint(self) -> str:
-        data = [self.prompts, [(lx.name, lx.words) for lx in self.lexicons], self.sequences, NEUTRAL_TEXT]
+        data = [self.prompts, [(lx.name, lx.words) for lx in self.lexicons], self.sequences, NEUTRAL_TEXT,
+                [idx for _, idx in self.lens]]
         return hashlib.sha256(json.dumps(data, default=str, sort_keys=True).encode()).hexdigest()[:16]
 
     # observation -----------------------------------------------------------------------------------
@@ -142,6 +155,9 @@ class DebiasTask(Task):
         for key, texts in (("eval_seq", self.sequences), ("neutral", NEUTRAL_TEXT)):
             logp, mask = runner.sequence_logprobs(model, texts, desc=f"eval {key}")
             obs[f"{key}/logp"], obs[f"{key}/mask"] = logp, mask
+        lens_texts = [self.prompts[lex.name][i].text for lex, idx in self.lens for i in idx]
+        if lens_texts:
+            obs["lens/logp"] = runner.lens_logprobs(model, lens_texts)
         return obs
 
     # target and training data ----------------------------------------------------------------------
@@ -204,6 +220,28 @@ class DebiasTask(Task):
         rows.append(self._sequence_kl("drift_neutral", base, obs, "neutral", seed))
         if full is not None:
             rows.append(self._sequence_kl("kl_to_full", full, obs, "eval_seq", seed))
+        if "lens/logp" in obs:
+            rows += self._lens_rows(obs, base, full)
+        return rows
+
+    def _lens_rows(self, obs: Observation, base: Observation, full: Observation | None) -> list[MetricRow]:
+        """Per layer (1 = first block, L = the output): KL to the base and to the full fine-tune over the
+        whole vocabulary, and the mass on each attribute category read through the lens."""
+        lens = obs["lens/logp"]
+        rows: list[MetricRow] = []
+        refs = [("lens_kl_to_base", base)] + ([("lens_kl_to_full", full)] if full is not None else [])
+        for metric, ref in refs:
+            per_layer = token_kl(ref["lens/logp"], lens).mean(0)
+            rows += [MetricRow(metric, float(v), layer=layer + 1) for layer, v in enumerate(per_layer)]
+        start = 0
+        for lex, idx in self.lens:
+            words = lens[start : start + len(idx)][:, :, lex.token_ids].double()
+            start += len(idx)
+            mass = category_mass(torch.softmax(words, -1).numpy(), lex.word_category, len(lex.categories)).mean(0)
+            rows += [
+                MetricRow("lens_category_mass", float(m), group_name=f"{lex.name}/{cat}", layer=layer + 1)
+                for layer, masses in enumerate(mass) for cat, m in zip(lex.categories, masses)
+            ]
         return rows
 
     def _group_rows(self, obs: Observation, split: str) -> list[MetricRow]:

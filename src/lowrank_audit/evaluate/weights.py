@@ -1,0 +1,86 @@
+"""Weight updates dW = W_m - W_0 of the Linear layers inside the transformer blocks, and their geometry.
+
+Any method is analysed the same way: PEFT adapters are merged into a copy first (for LoRA the merged
+update is exactly (alpha / r) B A), so the analysis never depends on how a method parametrises dW.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..metrics import effective_rank, energy_outside_rank, subspace_overlap
+from ..store import MetricRow
+
+BLOCK = re.compile(r"\.(?:layers|h|layer)\.(\d+)\.")
+MAX_SUBSPACE = 128
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """Singular values of one dW and its top left singular vectors (at most MAX_SUBSPACE of them)."""
+
+    singular_values: np.ndarray
+    left: np.ndarray
+
+
+def _plain(model: nn.Module) -> nn.Module:
+    """The model with any PEFT adapter merged in (on a copy, so the trained adapter is kept)."""
+    return copy.deepcopy(model).merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+def weight_deltas(model: nn.Module, base: nn.Module) -> dict[str, torch.Tensor]:
+    """dW for every Linear weight inside a transformer block, keyed by its module name."""
+    plain = _plain(model)
+    out = {}
+    for name, module in plain.named_modules():
+        if isinstance(module, nn.Linear) and BLOCK.search(f".{name}."):
+            out[name] = (module.weight.detach().float() - base.get_submodule(name).weight.detach().float())
+    return out
+
+
+def spectra(deltas: dict[str, torch.Tensor]) -> dict[str, Spectrum]:
+    """SVD of every dW (float64 for accuracy on small updates)."""
+    out = {}
+    for name, dw in deltas.items():
+        u, s, _ = torch.linalg.svd(dw.double(), full_matrices=False)
+        out[name] = Spectrum(s.numpy(), u[:, :MAX_SUBSPACE].numpy())
+    return out
+
+
+def _where(name: str) -> tuple[int | None, str]:
+    match = BLOCK.search(f".{name}.")
+    return (int(match.group(1)) if match else None), name.rsplit(".", 1)[-1]
+
+
+def weight_update_rows(own: dict[str, Spectrum], full: dict[str, Spectrum] | None, rank: int | None) -> list[MetricRow]:
+    """Per matrix (layer, module type) and averaged per module type and overall:
+
+    weight_effective_rank   effective rank of dW_m
+    weight_update_norm      ||dW_m||_F
+    weight_energy_outside   share of full fine-tuning's ||dW_F||^2 outside its best rank-r approximation
+    weight_subspace_overlap overlap of the top-r left singular subspaces of dW_m and dW_F
+    (the last two need a rank r and the full fine-tune's update).
+    """
+    per: dict[str, list[tuple[int | None, str, float]]] = {}
+    for name, spec in own.items():
+        layer, module = _where(name)
+        per.setdefault("weight_effective_rank", []).append((layer, module, effective_rank(spec.singular_values)))
+        per.setdefault("weight_update_norm", []).append((layer, module, float(np.sqrt((spec.singular_values**2).sum()))))
+        if full is not None and rank is not None and name in full:
+            ref = full[name]
+            k = min(rank, ref.left.shape[1], spec.left.shape[1])
+            per.setdefault("weight_energy_outside", []).append((layer, module, energy_outside_rank(ref.singular_values, rank)))
+            per.setdefault("weight_subspace_overlap", []).append((layer, module, subspace_overlap(spec.left[:, :k], ref.left[:, :k])))
+    rows = []
+    for metric, values in per.items():
+        rows += [MetricRow(metric, v, group_name=module, layer=layer) for layer, module, v in values]
+        for module in sorted({m for _, m, _ in values}):
+            rows.append(MetricRow(metric, float(np.mean([v for _, m, v in values if m == module])), group_name=module))
+        rows.append(MetricRow(metric, float(np.mean([v for _, _, v in values]))))
+    return rows

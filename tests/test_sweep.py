@@ -40,6 +40,13 @@ def test_smoke_sweep_end_to_end(smoke_spec, tmp_path):
             assert (rid, name, "heldout_templates") in metrics
         assert (rid, "kl_to_full", None) in metrics and (rid, "drift_neutral", None) in metrics
     assert (runs["base", None]["run_id"], "kl_to_full", None) in metrics
+    weights = {(m["run_id"], m["metric"]): m["value"] for m in Store.in_dir(tmp_path).metrics()
+               if m["metric"].startswith("weight_") and m["group_name"] is None and m["layer"] is None}
+    lora1, full = runs["lora", 1]["run_id"], runs["full", None]["run_id"]
+    assert 0.0 < weights[lora1, "weight_energy_outside"] < 1.0
+    assert 0.0 <= weights[lora1, "weight_subspace_overlap"] <= 1.0
+    assert weights[lora1, "weight_effective_rank"] <= 1.0 + 1e-3 < weights[full, "weight_effective_rank"]
+    assert (full, "weight_subspace_overlap") not in weights
 
     again = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
     assert again.finished == 0 and again.skipped == 4

@@ -21,6 +21,7 @@ from .config.spec import ExperimentSpec
 from .errors import AuditError
 from .evaluate import ObservationCache, Runner
 from .evaluate.cache import cache_key
+from .evaluate.weights import Spectrum, spectra, weight_deltas, weight_update_rows
 from .methods import trainable_parameters
 from .models import LoadedModel, load_model, resolve_precision
 from .plan import BASE, REFERENCE, PlannedRun, experiment_fingerprint, plan_runs
@@ -77,6 +78,7 @@ class Sweep:
         self.store.bind_experiment(*experiment_fingerprint(spec, self.loaded.identity, self.precision))
         self.cache = ObservationCache(out_dir / "cache")
         self.runner = Runner(self.loaded.tokenizer, self.precision, spec.budget.eval_batch_size, progress)
+        self.reference_spectra: dict[str, Spectrum] | None = None
 
     # ------------------------------------------------------------------------------------------------
     def run(self) -> SweepResult:
@@ -98,6 +100,7 @@ class Sweep:
         base_obs = self._observe_cached(base_key, task, lambda: self.loaded.model)
         order = sorted(runs, key=lambda r: (r.method != REFERENCE, r.method != BASE))
         full_obs: Observation | None = None
+        self.reference_spectra = None
         for run in order:
             is_reference = run.method == REFERENCE and full_obs is None
             if self.store.status(run.run_id) == "finished":
@@ -117,11 +120,9 @@ class Sweep:
 
     def _reference_observation(self, run: PlannedRun, task: Task) -> Observation:
         """The finished full fine-tune's observation: from the cache, or re-observed from its saved weights."""
-        key = cache_key("run", run.run_id, task.fingerprint())
-        method = run.build_method()
-        return self._observe_cached(
-            key, task, lambda: method.load(copy.deepcopy(self.loaded.model), self.out_dir / "runs" / run.run_id)
-        )
+        model = run.build_method().load(copy.deepcopy(self.loaded.model), self.out_dir / "runs" / run.run_id)
+        self.reference_spectra = spectra(weight_deltas(model, self.loaded.model))
+        return self._observe_cached(cache_key("run", run.run_id, task.fingerprint()), task, lambda: model)
 
     def _execute(self, run: PlannedRun, task: Task, base_obs: Observation, full_obs: Observation | None,
                  is_reference: bool, result: SweepResult) -> Observation | None:
@@ -149,7 +150,7 @@ class Sweep:
     def _train_and_score(self, run: PlannedRun, method, task: Task, base_obs: Observation,
                          full_obs: Observation | None, is_reference: bool, label: str):
         extra: dict = {}
-        cost: list[MetricRow] = []
+        run_rows: list[MetricRow] = []  # cost and weight-update geometry: properties of the training itself
         if not method.trains:
             obs = base_obs
         else:
@@ -165,12 +166,15 @@ class Sweep:
             obs = task.observe(self.runner, model)
             eval_seconds = time.perf_counter() - t0
             _check_changed(obs, base_obs, label)
+            own_spectra = spectra(weight_deltas(model, self.loaded.model))
             if is_reference:
                 self.cache.put(cache_key("run", run.run_id, task.fingerprint()), obs)
+                self.reference_spectra = own_spectra
+            weight_rows = weight_update_rows(own_spectra, None if is_reference else self.reference_spectra, method.rank)
             params = trainable_parameters(model)
             extra = {"train_seconds": res.seconds, "trainable_params": params, "peak_rss_mb": mem.peak_mb,
                      "artifact": str(folder.relative_to(self.out_dir))}
-            cost = [
+            run_rows = [
                 MetricRow("trainable_params", float(params)),
                 MetricRow("train_seconds", res.seconds),
                 MetricRow("seconds_per_step", res.seconds_per_step),
@@ -178,10 +182,10 @@ class Sweep:
                 MetricRow("peak_rss_mb", mem.peak_mb),
                 MetricRow("final_loss", res.final_loss),
                 MetricRow("eval_seconds", eval_seconds),
-            ]
+            ] + weight_rows
             del model
         reference = obs if is_reference else full_obs
-        return task.score(obs, base_obs, reference, run.seed) + cost, extra, obs
+        return task.score(obs, base_obs, reference, run.seed) + run_rows, extra, obs
 
 
 def _check_changed(obs: Observation, base_obs: Observation, label: str) -> None:

@@ -62,7 +62,7 @@ def test_lora_delta_is_the_scaled_product_and_has_rank_r(tiny):
     rows = {(r.metric, r.group_name, r.layer): r.value for r in weight_update_rows(spectra(deltas), spectra(deltas), 2)}
     assert rows["weight_subspace_overlap", None, None] == pytest.approx(1.0)  # same update, same subspace
     assert rows["weight_energy_outside", None, None] == pytest.approx(0.0, abs=1e-9)
-    assert rows["weight_effective_rank", "q_proj", 0] <= 2.0 + 1e-9
+    assert rows["weight_effective_rank", "q_proj", 1] <= 2.0 + 1e-9  # block 1 = model.layers.0
 
 
 def test_lens_last_layer_is_the_models_output(tiny):

@@ -54,8 +54,9 @@ def spectra(deltas: dict[str, torch.Tensor]) -> dict[str, Spectrum]:
 
 
 def _where(name: str) -> tuple[int | None, str]:
+    """(block number counted from 1, as the logit lens counts layers; module type such as 'q_proj')."""
     match = BLOCK.search(f".{name}.")
-    return (int(match.group(1)) if match else None), name.rsplit(".", 1)[-1]
+    return (int(match.group(1)) + 1 if match else None), name.rsplit(".", 1)[-1]
 
 
 def weight_update_rows(own: dict[str, Spectrum], full: dict[str, Spectrum] | None, rank: int | None) -> list[MetricRow]:

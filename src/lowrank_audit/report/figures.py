@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Callable
 
 from .data import Variant
+from .inside_plots import inside_plots
 from .plots import Plot, rank_plots
 
 FigureMaker = Callable[[str, list[Variant], Path, str], list[Plot]]
 
 FIGURES: list[FigureMaker] = [
     rank_plots,
+    inside_plots,
 ]
 
 

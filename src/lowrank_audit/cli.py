@@ -50,6 +50,39 @@ def run(
 
 
 @app.command()
+def audit(
+    adapter: Annotated[list[Path], typer.Option("--adapter", help="A PEFT adapter folder (repeatable).")],
+    base: Annotated[str, typer.Option(help="Base model: 'default', a hub id or a local folder.")] = "default",
+    reference: Annotated[Optional[Path], typer.Option(help="A full fine-tune folder (model.safetensors).")] = None,
+    task: Annotated[str, typer.Option(help="Task whose metrics to compute.")] = "debias",
+    option: Annotated[Optional[list[str]], typer.Option("--option", help="Task option KEY=VALUE (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the task's sampling and bootstrap.")] = 0,
+    precision: Annotated[str, typer.Option(help="fp32, bf16 or auto.")] = "auto",
+    out: Annotated[Optional[Path], typer.Option(help="Output folder. Default: runs/audit-<timestamp>.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Evaluate adapters trained elsewhere against the base (and a full fine-tune) with a task's metrics."""
+    import yaml
+
+    from .audit import AuditSpec, base_spec, run_audit
+    from .report import build_report, summary_table
+
+    options = {}
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise AuditError(f"--option {item!r}: write KEY=VALUE, e.g. --option samples_per_prompt=2")
+        options[key] = yaml.safe_load(value)
+    out_dir = out or Path("runs") / datetime.now().strftime("audit-%Y%m%d-%H%M%S")
+    spec = AuditSpec(base=base_spec(base), adapters=adapter, reference=reference, task=task,
+                     task_options=options, seed=seed, precision=precision)
+    result = run_audit(spec, out_dir, progress=progress, log=console.print)
+    paths = build_report(out_dir)
+    console.print(summary_table(out_dir))
+    console.print(f"{result.finished} audited, {result.skipped} already in the store.\nreport: {paths.html}")
+
+
+@app.command()
 def report(out_dir: Annotated[Path, typer.Argument(help="Output folder of a sweep.")]) -> None:
     """Rebuild report.html, report.md and the plots from the store."""
     from .report import build_report

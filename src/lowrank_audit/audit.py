@@ -1,0 +1,184 @@
+"""`audit`: evaluate adapters trained elsewhere (standard PEFT folders) and an optional full fine-tune
+reference with every metric of a task, into the same store and report as `run`.
+
+The base model is loaded once; each adapter is attached to a copy, checked to fit the base and to change
+its outputs, observed and scored against the base and the reference. A re-run skips finished audits.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict
+from safetensors import safe_open
+from torch import nn
+
+from .config.load import validate_options
+from .config.spec import ModelSpec
+from .errors import AuditError
+from .evaluate import ObservationCache, Runner
+from .evaluate.cache import cache_key
+from .evaluate.probe import check_changed
+from .evaluate.weights import Spectrum, spectra, weight_deltas, weight_update_rows
+from .methods.full import FullFineTuning, FullOptions
+from .models import load_model, resolve_precision
+from .plan import BASE, REFERENCE, run_id
+from .store import RunRecord, Store
+from .sweep import SweepResult, check_writable, task_vocabulary
+from .tasks import TASKS, Observation, Task
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+class AuditSpec(BaseModel):
+    """What to audit: a base model, adapter folders, an optional full fine-tune folder, one task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: ModelSpec
+    adapters: list[Path]
+    reference: Path | None = None
+    task: str
+    task_options: dict[str, Any] = {}
+    seed: int = 0
+    precision: str = "auto"
+    eval_batch_size: int = 32
+
+
+def base_spec(text: str) -> ModelSpec:
+    """`--base`: 'default' (embedded SmolLM2), 'tiny' (the test model), or a HF hub id / local folder."""
+    return ModelSpec(source=text) if text in ("default", "tiny") else ModelSpec(source="hf", path=text)
+
+
+def _digest(path: Path) -> str:
+    """Content hash of a weights file, so an audit re-runs when the adapter changes."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _adapter_config(folder: Path) -> dict[str, Any]:
+    if not (folder / "adapter_config.json").is_file():
+        raise AuditError(f"{folder} is not a PEFT adapter folder (no adapter_config.json). Save adapters with save_pretrained().")
+    if not (folder / ADAPTER_WEIGHTS).is_file():
+        raise AuditError(f"{folder} has no {ADAPTER_WEIGHTS}; only safetensors weights are loaded (re-save with safe_serialization=True).")
+    return json.loads((folder / "adapter_config.json").read_text())
+
+
+def load_adapter(base: nn.Module, folder: Path) -> nn.Module:
+    """Attach a PEFT adapter to a copy of `base`; a clear error when it was trained for another model."""
+    from peft import PeftModel
+
+    _adapter_config(folder)
+    with safe_open(str(folder / ADAPTER_WEIGHTS), framework="pt") as f:
+        if not list(f.keys()):
+            raise AuditError(f"adapter {folder} holds no weights.")
+    try:
+        return PeftModel.from_pretrained(copy.deepcopy(base), folder)
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise AuditError(f"adapter {folder} does not fit this base model (was it trained on another one?): "
+                         f"{str(e).strip().splitlines()[0]}") from None
+
+
+def load_reference(base: nn.Module, folder: Path) -> nn.Module:
+    if not (folder / "model.safetensors").is_file():
+        raise AuditError(f"reference {folder} has no model.safetensors (a full fine-tune saved with save_pretrained()).")
+    try:
+        return FullFineTuning(FullOptions()).load(copy.deepcopy(base), folder)
+    except (ValueError, RuntimeError) as e:
+        raise AuditError(f"reference {folder} does not fit this base model: {str(e).splitlines()[0]}") from None
+
+
+class Audit:
+    """Evaluate existing weights the way a sweep evaluates trained ones."""
+
+    def __init__(self, spec: AuditSpec, out_dir: Path, progress: bool, log: Callable[[str], None]) -> None:
+        self.spec, self.out_dir, self.log = spec, out_dir, log
+        check_writable(out_dir)
+        for folder in spec.adapters:
+            _adapter_config(folder)
+        self.precision = resolve_precision(spec.precision)
+        options = validate_options(TASKS.get(spec.task).Options, spec.task_options, "audit", "task_options")
+        self.store = Store.in_dir(out_dir)
+        log("loading base model ...")
+        self.loaded = load_model(spec.base, task_vocabulary())
+        desc = f"audit on {self.loaded.identity} ({self.precision})"
+        self.store.bind_experiment(hashlib.sha256(desc.encode()).hexdigest()[:16], desc)
+        self.task: Task = TASKS.get(spec.task)(options, self.loaded.tokenizer)
+        self.runner = Runner(self.loaded.tokenizer, self.precision, spec.eval_batch_size, progress)
+        self.cache = ObservationCache(out_dir / "cache")
+        self.common = {"model": self.loaded.identity, "precision": self.precision, "seed": spec.seed,
+                       "task": {"name": spec.task, "options": options.model_dump()}}
+
+    def _observe(self, key: str, model: Callable[[], nn.Module], base: bool = False) -> Observation:
+        obs = self.cache.get(key)
+        if obs is None:
+            obs = (self.task.observe_base if base else self.task.observe)(self.runner, model())
+            self.cache.put(key, obs)
+        return obs
+
+    def run(self) -> SweepResult:
+        result = SweepResult(self.out_dir, planned=1 + len(self.spec.adapters) + bool(self.spec.reference))
+        base = self.loaded.model
+        base_obs = self._observe(cache_key("base", self.loaded.identity, self.precision, self.task.fingerprint()),
+                                 lambda: base, base=True)
+        self.task.bind(base_obs)
+        ref_obs: Observation | None = None
+        ref_spectra: dict[str, Spectrum] | None = None
+        if self.spec.reference is not None:
+            folder = self.spec.reference.resolve()
+            ref_model = load_reference(base, folder)
+            ref_spectra = spectra(weight_deltas(ref_model, base))
+            digest = _digest(folder / "model.safetensors")
+            ref_obs = self._observe(cache_key("reference", digest, self.task.fingerprint(), self.precision), lambda: ref_model)
+            check_changed(ref_obs, base_obs, f"reference {folder}")
+            self._write(result, REFERENCE, None, {"reference": str(folder), "digest": digest}, ref_obs, base_obs, ref_obs,
+                        weight_update_rows(ref_spectra, None, None))
+        self._write(result, BASE, None, {}, base_obs, base_obs, ref_obs, [])
+        for folder in (f.resolve() for f in self.spec.adapters):
+            config = _adapter_config(folder)
+            digest = _digest(folder / ADAPTER_WEIGHTS)
+            rank = config.get("r")
+            method = str(config.get("peft_type", "adapter")).lower()
+            source = {"adapter": str(folder), "digest": digest}
+            if self.store.status(self._run_id(method, source)) == "finished":
+                result.skipped += 1
+                continue
+            self.log(f"audit {folder}")
+            model = load_adapter(base, folder)
+            obs = self.task.observe(self.runner, model)
+            check_changed(obs, base_obs, f"adapter {folder}")
+            rows = weight_update_rows(spectra(weight_deltas(model, base)), ref_spectra, rank)
+            self._write(result, method, rank, source, obs, base_obs, ref_obs, rows)
+        return result
+
+    def _config(self, method: str, source: dict[str, Any]) -> dict[str, Any]:
+        return {**self.common, "method": {"name": method}, "audit": source}
+
+    def _run_id(self, method: str, source: dict[str, Any]) -> str:
+        return run_id(self._config(method, source))
+
+    def _write(self, result: SweepResult, method: str, rank: int | None, source: dict[str, Any], obs: Observation,
+               base_obs: Observation, ref_obs: Observation | None, extra_rows: list) -> None:
+        config = self._config(method, source)
+        rid = run_id(config)
+        if self.store.status(rid) == "finished":
+            result.skipped += 1
+            return
+        self.store.start_run(RunRecord(rid, self.spec.task, method, rank, self.spec.seed, config))
+        rows = self.task.score(obs, base_obs, ref_obs, self.spec.seed) + extra_rows
+        self.store.finish_run(rid, rows, artifact=source.get("adapter") or source.get("reference"),
+                              samples=self.task.samples(obs))
+        result.finished += 1
+
+
+def run_audit(spec: AuditSpec, out_dir: str | Path, progress: bool = True,
+              log: Callable[[str], None] = print) -> SweepResult:
+    """Audit `spec.adapters` (and the reference) into `out_dir`."""
+    return Audit(spec, Path(out_dir), progress, log).run()

@@ -1,0 +1,104 @@
+"""`audit` of existing adapters: reproduces what `run` stored, and refuses adapters that cannot be right."""
+
+import copy
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lowrank_audit.audit import AuditSpec, run_audit
+from lowrank_audit.config import ModelSpec, TinyModelSpec
+from lowrank_audit.errors import AuditError
+from lowrank_audit.methods import METHODS
+from lowrank_audit.store import Store
+from lowrank_audit.sweep import run_sweep
+
+COST = {"trainable_params", "train_seconds", "seconds_per_step", "tokens_per_second", "peak_rss_mb",
+        "final_loss", "eval_seconds", "optimizer_state_bytes"}
+
+
+def quiet(msg):
+    pass
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    from lowrank_audit.config import load_spec, narrow
+
+    spec = narrow(load_spec(preset="smoke"), tasks=["debias"])
+    out = tmp_path_factory.mktemp("run")
+    run_sweep(spec, out, progress=False, log=quiet)
+    runs = {(r["method"], r["rank"]): r for r in Store.in_dir(out).runs()}
+    return spec, out, runs
+
+
+def metrics_of(out, run_id):
+    return {(m["metric"], m["group_name"], m["split"], m["layer"]): (m["value"], m["ci_low"], m["ci_high"])
+            for m in Store.in_dir(out).metrics() if m["run_id"] == run_id and m["metric"] not in COST}
+
+
+def audit_spec(spec, adapters, reference=None):
+    return AuditSpec(base=ModelSpec(source="tiny"), adapters=adapters, reference=reference, task="debias",
+                     task_options=spec.tasks[0].options, seed=0, precision=spec.precision)
+
+
+def test_audit_reproduces_the_metrics_run_stored(swept, tmp_path):
+    spec, out, runs = swept
+    lora = out / runs["lora", 4]["artifact"]
+    full = out / runs["full", None]["artifact"]
+    result = run_audit(audit_spec(spec, [lora], full), tmp_path, progress=False, log=quiet)
+    assert result.finished == 3 and result.failed == []
+    audited = {(r["method"], r["rank"]): r for r in Store.in_dir(tmp_path).runs()}
+    assert set(audited) == {("base", None), ("full", None), ("lora", 4)}
+    for key in audited:
+        want = metrics_of(out, runs[key]["run_id"])
+        got = metrics_of(tmp_path, audited[key]["run_id"])
+        assert got.keys() == want.keys()
+        for k in want:
+            for a, b in zip(got[k], want[k]):
+                assert (a is None and b is None) or a == pytest.approx(b, rel=1e-6, abs=1e-9), k
+    again = run_audit(audit_spec(spec, [lora], full), tmp_path, progress=False, log=quiet)
+    assert again.finished == 0 and again.skipped == 3
+
+
+def test_adapter_for_another_base_is_refused(swept, tmp_path):
+    spec, _, _ = swept
+    from lowrank_audit.models import load_model
+    from lowrank_audit.sweep import task_vocabulary
+
+    other = load_model(ModelSpec(source="tiny", tiny=TinyModelSpec(hidden_size=32, intermediate_size=64)), task_vocabulary())
+    method = METHODS.get("lora")(METHODS.get("lora").Options(rank=2))
+    model = method.prepare(copy.deepcopy(other.model))
+    method.save(model, tmp_path / "adapter")
+    with pytest.raises(AuditError, match="does not fit this base model"):
+        run_audit(audit_spec(spec, [tmp_path / "adapter"]), tmp_path / "out", progress=False, log=quiet)
+
+
+def test_adapter_that_changes_nothing_is_refused_by_name(swept, tmp_path, tiny):
+    spec, _, _ = swept
+    method = METHODS.get("lora")(METHODS.get("lora").Options(rank=2))
+    method.save(method.prepare(copy.deepcopy(tiny.model)), tmp_path / "untrained")  # B = 0: no change
+    with pytest.raises(AuditError, match=r"adapter .*untrained.*identical to the base model"):
+        run_audit(audit_spec(spec, [tmp_path / "untrained"]), tmp_path / "out", progress=False, log=quiet)
+
+
+def test_folder_that_is_not_an_adapter(swept, tmp_path):
+    spec, _, _ = swept
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AuditError, match="not a PEFT adapter folder"):
+        run_audit(audit_spec(spec, [tmp_path / "empty"]), tmp_path / "out", progress=False, log=quiet)
+
+
+def test_audit_command_line(swept, tmp_path):
+    spec, out, runs = swept
+    lora = out / runs["lora", 1]["artifact"]
+    options = [a for k, v in spec.tasks[0].options.items() for a in ("--option", f"{k}={v}")]
+    proc = subprocess.run([sys.executable, "-m", "lowrank_audit", "audit", "--base", "tiny", "--adapter", str(lora),
+                           "--precision", "fp32", "--out", str(tmp_path / "a"), "--no-progress", *options],
+                          capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "a" / "report.html").is_file()
+    proc = subprocess.run([sys.executable, "-m", "lowrank_audit", "audit", "--base", "tiny", "--adapter",
+                           str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "not a PEFT adapter folder" in proc.stderr and "Traceback" not in proc.stderr

@@ -39,7 +39,7 @@ def test_narrowing_to_one_method(tmp_path):
     "args, message",
     [
         (["run", "--preset", "quik"], "unknown preset 'quik'. Did you mean 'quick'?"),
-        (["run", "--preset", "smoke", "--method", "lorra"], "unknown method 'lorra'. Did you mean 'lora'?"),
+        (["run", "--preset", "smoke", "--method", "lorra"], "unknown method 'lorra'. Did you mean 'lora'"),
         (["run", "--preset", "smoke", "--task", "toxic"], "unknown task 'toxic'"),
         (["run", "missing.yaml"], "config file missing.yaml does not exist"),
         (["report", "nowhere"], "nowhere"),

@@ -46,7 +46,7 @@ def test_valid_file_loads(tmp_path):
         (VALID.replace("rank: [1, 2]", "rnk: [1, 2]"), r"methods\[1\]\.sweep\.rnk: lora has no option 'rnk'"),
         (VALID.replace("rank: [1, 2]", "rank: [0]"), r"methods\[1\]\.rank: Input should be greater than 0"),
         (VALID.replace("{name: full}", "{name: lora_x}"), r"unknown method 'lora_x'.*Did you mean 'lora'"),
-        (VALID.replace("name: debias", "name: debias2"), r"unknown task 'debias2'.*Known tasks: debias"),
+        (VALID.replace("name: debias", "name: debias2"), r"unknown task 'debias2'.*Known tasks: .*debias"),
         (VALID.replace("{steps: 3}", "{steps: 0}"), r"budget\.steps: Input should be greater than 0"),
         (VALID.replace("{source: tiny}", "{source: hf}"), r"model: Value error, source 'hf' needs 'path'"),
         (VALID.replace("name: debias}", "name: debias, options: {target: median}}"), r"tasks\[0\]\.options\.target"),
@@ -76,5 +76,5 @@ def test_narrow_keeps_named_tasks_and_methods(tmp_path):
     spec = load_spec(write(tmp_path, VALID))
     assert [m.name for m in narrow(spec, methods=["lora"]).methods] == ["lora"]
     assert [t.name for t in narrow(spec, tasks=["debias"]).tasks] == ["debias"]
-    with pytest.raises(AuditError, match="unknown method 'dora'"):
-        narrow(spec, methods=["dora"])
+    with pytest.raises(AuditError, match="unknown method 'nosuch'"):
+        narrow(spec, methods=["nosuch"])

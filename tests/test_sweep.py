@@ -106,6 +106,8 @@ def test_a_method_that_changes_nothing_is_an_error_not_a_result(smoke_spec, tmp_
         return real_train(model, method, examples, tokenizer, budget.model_copy(update={"steps": 1}), *args, **kwargs)
 
     class Frozen:  # an optimizer that never updates: the LoRA B matrices stay zero
+        state: dict = {}
+
         def step(self):
             pass
 

@@ -28,6 +28,7 @@ from .methods.full import FullFineTuning, FullOptions
 from .models import load_model, resolve_precision
 from .plan import BASE, REFERENCE, run_id
 from .store import RunRecord, Store
+from .store.lock import OutputLock
 from .sweep import SweepResult, check_writable, task_vocabulary
 from .tasks import TASKS, Observation, Task
 
@@ -100,7 +101,6 @@ class Audit:
 
     def __init__(self, spec: AuditSpec, out_dir: Path, progress: bool, log: Callable[[str], None]) -> None:
         self.spec, self.out_dir, self.log = spec, out_dir, log
-        check_writable(out_dir)
         for folder in spec.adapters:
             _adapter_config(folder)
         self.precision = resolve_precision(spec.precision)
@@ -180,5 +180,7 @@ class Audit:
 
 def run_audit(spec: AuditSpec, out_dir: str | Path, progress: bool = True,
               log: Callable[[str], None] = print) -> SweepResult:
-    """Audit `spec.adapters` (and the reference) into `out_dir`."""
-    return Audit(spec, Path(out_dir), progress, log).run()
+    """Audit `spec.adapters` (and the reference) into `out_dir`; one process at a time per folder."""
+    check_writable(Path(out_dir))
+    with OutputLock(out_dir):
+        return Audit(spec, Path(out_dir), progress, log).run()

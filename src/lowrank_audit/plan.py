@@ -8,10 +8,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from torch import nn
+
 from .config.load import validate_options
 from .config.spec import ExperimentSpec
 from .errors import AuditError
 from .methods import METHODS, Method, MethodOptions
+from .methods.budget import match_budget
 from .tasks import TASKS, TaskOptions
 
 BASE = "base"
@@ -42,7 +45,8 @@ def _combinations(sweep: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(sweep[k] for k in keys))]
 
 
-def _method_options(spec: ExperimentSpec, source: str) -> list[tuple[str, MethodOptions]]:
+def _method_options(spec: ExperimentSpec, source: str) -> list[tuple[str, MethodOptions, frozenset[str]]]:
+    """(name, options, the option names the config sets) per run of each method."""
     out = []
     for i, m in enumerate(spec.methods):
         cls = METHODS.get(m.name)
@@ -57,7 +61,8 @@ def _method_options(spec: ExperimentSpec, source: str) -> list[tuple[str, Method
             if not values:
                 raise AuditError(f"{source}: methods[{i}].sweep.{key}: give at least one value.")
         for combo in _combinations(m.sweep):
-            out.append((m.name, validate_options(cls.Options, {**m.options, **combo}, source, f"methods[{i}]")))
+            options = validate_options(cls.Options, {**m.options, **combo}, source, f"methods[{i}]")
+            out.append((m.name, options, frozenset(m.options) | frozenset(m.sweep)))
     return out
 
 
@@ -68,15 +73,31 @@ def validate_components(spec: ExperimentSpec, source: str) -> None:
     _method_options(spec, source)
 
 
+def _budgeted(name: str, options: MethodOptions, given: frozenset[str], spec: ExperimentSpec,
+              model: nn.Module | None) -> MethodOptions:
+    """The options with the method's size chosen to match `budget.params`, unless the config sets the size."""
+    cls = METHODS.get(name)
+    if spec.budget.params is None or model is None or cls.size_option is None or cls.size_option in given:
+        return options
+    return match_budget(cls, options, model, spec.budget.params)[0]
+
+
 def run_id(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def plan_runs(spec: ExperimentSpec, model_identity: str, precision: str, source: str = "config") -> list[PlannedRun]:
-    """Every run of the sweep; the base model is one run per task and seed (it does not depend on the budget)."""
-    methods = [(BASE, METHODS.get(BASE).Options())] + _method_options(spec, source)
+def plan_runs(spec: ExperimentSpec, model_identity: str, precision: str, source: str = "config",
+              model: nn.Module | None = None) -> list[PlannedRun]:
+    """Every run of the sweep; the base model is one run per task and seed (it does not depend on the budget).
+
+    With `budget.params`, each method's size is chosen on `model` (the base model); without a model, as configured.
+    """
+    methods = [(BASE, METHODS.get(BASE).Options())] + [
+        (name, _budgeted(name, opts, given, spec, model)) for name, opts, given in _method_options(spec, source)]
     runs: dict[str, PlannedRun] = {}
     for i, t in enumerate(spec.tasks):
+        if not t.enabled:
+            continue
         topts = validate_options(TASKS.get(t.name).Options, t.options, source, f"tasks[{i}].options")
         for seed in spec.seeds:
             for name, mopts in methods:
@@ -88,7 +109,7 @@ def plan_runs(spec: ExperimentSpec, model_identity: str, precision: str, source:
                     "seed": seed,
                 }
                 if name != BASE:
-                    config["budget"] = spec.budget.model_dump()
+                    config["budget"] = spec.budget.model_dump(exclude_none=True)
                 rid = run_id(config)
                 runs.setdefault(rid, PlannedRun(rid, t.name, topts, name, mopts, seed, config))
     return list(runs.values())

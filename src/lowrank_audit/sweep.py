@@ -21,11 +21,13 @@ from .config.spec import ExperimentSpec
 from .errors import AuditError
 from .evaluate import ObservationCache, Runner
 from .evaluate.cache import cache_key
+from .evaluate.probe import check_changed
 from .evaluate.weights import Spectrum, spectra, weight_deltas, weight_update_rows
 from .methods import trainable_parameters
 from .models import LoadedModel, load_model, resolve_precision
 from .plan import BASE, REFERENCE, PlannedRun, experiment_fingerprint, plan_runs
 from .store import MetricRow, RunRecord, Store
+from .store.lock import OutputLock
 from .tasks import TASKS, Observation, Task
 from .train import PeakRSS, TrainingDiverged, train
 
@@ -67,12 +69,11 @@ class Sweep:
         self.out_dir = out_dir
         self.progress = progress
         self.log = log
-        check_writable(out_dir)
         self.precision = resolve_precision(spec.precision)
         self.store = Store.in_dir(out_dir)
         log(f"loading model ({spec.model.source}) ...")
         self.loaded: LoadedModel = load_model(spec.model, task_vocabulary())
-        self.runs = plan_runs(spec, self.loaded.identity, self.precision, source)
+        self.runs = plan_runs(spec, self.loaded.identity, self.precision, source, self.loaded.model)
         for run in {(r.method, r.method_options.model_dump_json()): r for r in self.runs}.values():
             run.build_method().check(self.loaded.model)
         self.store.bind_experiment(*experiment_fingerprint(spec, self.loaded.identity, self.precision))
@@ -97,7 +98,8 @@ class Sweep:
         first = runs[0]
         task = TASKS.get(first.task)(first.task_options, self.loaded.tokenizer)
         base_key = cache_key("base", self.loaded.identity, self.precision, task.fingerprint())
-        base_obs = self._observe_cached(base_key, task, lambda: self.loaded.model)
+        base_obs = self._observe_cached(base_key, task, lambda: self.loaded.model, base=True)
+        task.bind(base_obs)
         order = sorted(runs, key=lambda r: (r.method != REFERENCE, r.method != BASE))
         full_obs: Observation | None = None
         self.reference_spectra = None
@@ -111,10 +113,10 @@ class Sweep:
             if is_reference and obs is not None:
                 full_obs = obs
 
-    def _observe_cached(self, key: str, task: Task, model: Callable[[], nn.Module]) -> Observation:
+    def _observe_cached(self, key: str, task: Task, model: Callable[[], nn.Module], base: bool = False) -> Observation:
         obs = self.cache.get(key)
         if obs is None:
-            obs = task.observe(self.runner, model())
+            obs = (task.observe_base if base else task.observe)(self.runner, model())
             self.cache.put(key, obs)
         return obs
 
@@ -165,7 +167,7 @@ class Sweep:
             t0 = time.perf_counter()
             obs = task.observe(self.runner, model)
             eval_seconds = time.perf_counter() - t0
-            _check_changed(obs, base_obs, label)
+            check_changed(obs, base_obs, label)
             own_spectra = spectra(weight_deltas(model, self.loaded.model))
             if is_reference:
                 self.cache.put(cache_key("run", run.run_id, task.fingerprint()), obs)
@@ -180,25 +182,19 @@ class Sweep:
                 MetricRow("seconds_per_step", res.seconds_per_step),
                 MetricRow("tokens_per_second", res.tokens_per_second),
                 MetricRow("peak_rss_mb", mem.peak_mb),
+                MetricRow("optimizer_state_bytes", float(res.optimizer_state_bytes)),
                 MetricRow("final_loss", res.final_loss),
                 MetricRow("eval_seconds", eval_seconds),
             ] + weight_rows
             del model
         reference = obs if is_reference else full_obs
+        extra["samples"] = task.samples(obs)
         return task.score(obs, base_obs, reference, run.seed) + run_rows, extra, obs
-
-
-def _check_changed(obs: Observation, base_obs: Observation, label: str) -> None:
-    """A trained model whose outputs equal the base's is an error, not a 'no shift' result."""
-    if all(torch.equal(obs[k], base_obs[k]) for k in obs):
-        raise AuditError(
-            f"{label}: the trained model's outputs are identical to the base model's on every evaluation prompt; "
-            "the method changed nothing (wrong target modules, a zero-initialised adapter never trained, "
-            "or a failed load)."
-        )
 
 
 def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True,
               log: Callable[[str], None] = _log_default, source: str = "config") -> SweepResult:
-    """Run (or resume) every run of `spec` into `out_dir`."""
-    return Sweep(spec, Path(out_dir), progress, log, source).run()
+    """Run (or resume) every run of `spec` into `out_dir`; one process at a time per folder."""
+    check_writable(Path(out_dir))
+    with OutputLock(out_dir):
+        return Sweep(spec, Path(out_dir), progress, log, source).run()

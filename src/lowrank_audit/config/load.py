@@ -89,7 +89,7 @@ def narrow(spec: ExperimentSpec, tasks: list[str] | None = None, methods: list[s
     if tasks:
         for t in tasks:
             TASKS.get(t)
-        kept = [t for t in spec.tasks if t.name in tasks]
+        kept = [t.model_copy(update={"enabled": True}) for t in spec.tasks if t.name in tasks]
         if not kept:
             raise AuditError(f"--task {', '.join(tasks)}: this config has only {', '.join(t.name for t in spec.tasks)}.")
         update["tasks"] = kept

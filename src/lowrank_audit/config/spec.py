@@ -44,6 +44,8 @@ class ModelSpec(Strict):
 class TaskSpec(Strict):
     name: str
     options: dict[str, Any] = {}
+    enabled: bool = True
+    """false: validated but only run when selected with --task (an opt-in entry of a preset)."""
 
 
 class MethodSpec(Strict):
@@ -61,6 +63,9 @@ class BudgetSpec(Strict):
     batch_size: PositiveInt = 16
     eval_batch_size: PositiveInt = 32
     max_grad_norm: PositiveFloat = 1.0
+    params: PositiveInt | None = Field(
+        None, description="trainable-parameter budget: each method's size option (rank, ...) that the config does not "
+        "set is chosen so that its trainable parameters come closest to this number")
 
 
 class ExperimentSpec(Strict):
@@ -71,3 +76,9 @@ class ExperimentSpec(Strict):
     seeds: list[int] = Field([0], min_length=1)
     budget: BudgetSpec
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+    @model_validator(mode="after")
+    def _a_task_runs(self) -> "ExperimentSpec":
+        if not any(t.enabled for t in self.tasks):
+            raise ValueError("every task has 'enabled: false'; set 'enabled: true' on at least one")
+        return self

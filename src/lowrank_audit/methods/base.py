@@ -5,9 +5,10 @@ methods (GaLore), so adding a method is one module and one registry entry.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Iterator
 
 import torch
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveFloat
@@ -28,6 +29,8 @@ class Method(ABC):
     description: ClassVar[str]
     Options: ClassVar[type[MethodOptions]] = MethodOptions
     trains: ClassVar[bool] = True
+    size_option: ClassVar[str | None] = None
+    """The option that sets the number of trainable parameters (chosen by a sweep's `budget.params`)."""
 
     def __init__(self, options: MethodOptions) -> None:
         self.options = options
@@ -44,12 +47,15 @@ class Method(ABC):
     def prepare(self, model: nn.Module) -> nn.Module:
         """Make `model` (a private copy of the base) trainable the way this method does."""
 
+    def start(self, model: nn.Module, batches: Iterator[Batch], steps: int) -> None:
+        """Called once before the first step with the training batches and the step budget."""
+
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         params = [p for p in model.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=self.options.lr, weight_decay=self.options.weight_decay)
 
     def after_step(self, model: nn.Module, step: int) -> None:
-        """Called after every optimizer step (e.g. AdaLoRA's rank reallocation)."""
+        """Called after every optimizer step, gradients still present (e.g. AdaLoRA's rank reallocation)."""
 
     @abstractmethod
     def save(self, model: nn.Module, folder: Path) -> None:
@@ -59,6 +65,44 @@ class Method(ABC):
     def load(self, base: nn.Module, folder: Path) -> nn.Module:
         """Rebuild the trained model from `base` (a private copy) and what `save` wrote."""
 
+    def trainable_count(self, model: nn.Module) -> int:
+        """Trainable parameters this method gives `model`, counted on a meta-device copy (no memory, no compute)."""
+        clone = meta_clone(model)
+        with torch.device("meta"):  # adapters made on meta directly: moving them there loses requires_grad flags
+            return trainable_parameters(self.prepare(clone))
+
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""(input_ids, attention_mask, labels) of one training batch."""
+
 
 def trainable_parameters(model: nn.Module) -> int:
+    """Number of parameters that receive gradients."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def meta_clone(model: nn.Module) -> nn.Module:
+    """A copy of the model on the meta device: same modules and shapes, no memory, for checks and counts."""
+    with torch.device("meta"):
+        return type(model)(copy.deepcopy(model.config))
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes held by the optimizer's per-parameter state: its tensors and tensors inside state objects (0 without state)."""
+    seen: set[int] = set()
+
+    def size(value: object) -> int:
+        if isinstance(value, torch.Tensor):
+            if id(value) in seen:
+                return 0
+            seen.add(id(value))
+            return value.numel() * value.element_size()
+        if isinstance(value, dict):
+            return sum(size(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return sum(size(v) for v in value)
+        if hasattr(value, "__dict__"):
+            return size(vars(value))
+        return 0
+
+    return sum(size(state) for state in getattr(optimizer, "state", {}).values())

@@ -1,46 +1,43 @@
-"""`lora`: low-rank adapters through PEFT (W = W0 + (alpha / r) B A), saved in the standard PEFT format."""
+"""`lora` and its variant `dora`: low-rank adapters through PEFT (W = W0 + (alpha / r) B A), saved in PEFT format."""
 
 from __future__ import annotations
 
-import copy
+import dataclasses
+import json
+import tempfile
 from pathlib import Path
+from typing import ClassVar, Literal
 
-import torch
-
-from peft import LoraConfig, PeftModel, get_peft_model
-from peft.tuners.lora import LoraLayer
+from peft import LoraConfig, get_peft_model_state_dict
 from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
+from safetensors.torch import save_file
 from torch import nn
 
-from ..errors import AuditError
-from .base import Method, MethodOptions
+from .peft_base import PeftMethod, PeftOptions
+
+INIT = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}
 
 
-class LoraOptions(MethodOptions):
-    lr: PositiveFloat = 1e-3
-    """AdamW learning rate."""
+class LoraOptions(PeftOptions):
     rank: PositiveInt = 8
     """Rank r of the update B A."""
     alpha: PositiveFloat | None = None
     """Scale numerator; default 2 * rank, so the scale alpha / r is the same at every rank."""
     dropout: NonNegativeFloat = 0.0
     """Dropout on the adapter input."""
-    target_modules: list[str] | str = "all-linear"
-    """Module names to adapt, or 'all-linear' (every linear layer but the output head)."""
     use_rslora: bool = False
     """Rank-stabilised scaling alpha / sqrt(r)."""
+    init: Literal["default", "gaussian", "pissa", "olora"] = "default"
+    """Initialisation: default (A Kaiming, B zero), gaussian (A Gaussian), pissa (principal singular vectors of W0), olora (QR of W0)."""
 
 
-class Lora(Method):
+class Lora(PeftMethod):
     name = "lora"
     description = "LoRA adapters via PEFT: frozen W0 plus a trained rank-r update."
     Options = LoraOptions
+    use_dora: ClassVar[bool] = False
 
-    @property
-    def rank(self) -> int:
-        return self.options.rank
-
-    def _config(self) -> LoraConfig:
+    def peft_config(self) -> LoraConfig:
         o = self.options
         return LoraConfig(
             r=o.rank,
@@ -48,39 +45,37 @@ class Lora(Method):
             lora_dropout=o.dropout,
             target_modules=o.target_modules,
             use_rslora=o.use_rslora,
+            init_lora_weights=INIT[o.init],
+            use_dora=self.use_dora,
             task_type="CAUSAL_LM",
         )
 
-    def check(self, model: nn.Module) -> None:
-        """Reject a rank larger than an adapted layer's smaller dimension, and targets that match nothing."""
-        probe = self._wrap(_clone_structure(model))
-        layers = [(name, m) for name, m in probe.named_modules() if isinstance(m, LoraLayer)]
-        for name, m in layers:
-            limit = min(m.in_features, m.out_features)
-            if self.options.rank > limit:
-                raise AuditError(
-                    f"lora rank {self.options.rank} is larger than layer {name.removeprefix('base_model.model.')} "
-                    f"({m.out_features} x {m.in_features}) allows (at most {limit}). Use a rank <= {limit}."
-                )
+    def structure_config(self) -> LoraConfig:
+        return dataclasses.replace(self.peft_config(), init_lora_weights=True)
+
+    @property
+    def _moves_base(self) -> bool:
+        """PiSSA and OLoRA rewrite W0 at initialisation, so the adapter is saved as a conversion against W0."""
+        return self.options.init in ("pissa", "olora")
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        return self._wrap(model)
-
-    def _wrap(self, model: nn.Module) -> nn.Module:
-        try:
-            return get_peft_model(model, self._config())
-        except ValueError as e:
-            raise AuditError(f"lora target_modules {self.options.target_modules!r}: {e}") from None
+        model = self._wrap(model, self.peft_config())
+        if self._moves_base:
+            self._initial = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+        return model
 
     def save(self, model: nn.Module, folder: Path) -> None:
-        model.save_pretrained(folder, safe_serialization=True)
+        if not self._moves_base:
+            return super().save(model, folder)
+        with tempfile.TemporaryDirectory() as initial:
+            config = model.peft_config["default"].to_dict()
+            config["init_lora_weights"] = True
+            Path(initial, "adapter_config.json").write_text(json.dumps(config, default=list))
+            save_file(self._initial, str(Path(initial, "adapter_model.safetensors")))
+            model.save_pretrained(folder, safe_serialization=True, path_initial_model_for_weight_conversion=initial)
 
-    def load(self, base: nn.Module, folder: Path) -> nn.Module:
-        return PeftModel.from_pretrained(base, folder)
 
-
-def _clone_structure(model: nn.Module) -> nn.Module:
-    """A copy of the model on the meta device: same modules and shapes, no memory, for checks."""
-    with torch.device("meta"):
-        clone = type(model)(copy.deepcopy(model.config))
-    return clone
+class Dora(Lora):
+    name = "dora"
+    description = "DoRA via PEFT: LoRA on the direction of W0 plus a trained per-output magnitude."
+    use_dora = True

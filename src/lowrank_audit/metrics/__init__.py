@@ -1,19 +1,37 @@
 """The metric library: pure functions of arrays, each with its definition in its docstring."""
 
 from .bias import category_mass, group_gap
+from .decisions import agreement, flip_rate, group_counts, pooled_rates, rate_gap, score_change, score_trajectory
 from .divergence import js_divergence, kl_divergence, shift_recovered, token_kl
+from .fairness import GroupFairness, counterfactual_flip_rate, group_fairness, label_prob_gap
 from .stats import bootstrap_ci
+from .toxicity import expected_max_toxicity, mitigation, toxic_share, toxicity_rate
 from .weights import effective_rank, energy_outside_rank, subspace_overlap
 
 __all__ = [
+    "GroupFairness",
+    "counterfactual_flip_rate",
+    "group_fairness",
+    "label_prob_gap",
+    "agreement",
     "bootstrap_ci",
     "category_mass",
     "effective_rank",
     "energy_outside_rank",
+    "expected_max_toxicity",
+    "flip_rate",
+    "group_counts",
     "group_gap",
     "js_divergence",
     "kl_divergence",
+    "mitigation",
+    "pooled_rates",
+    "rate_gap",
+    "score_change",
+    "score_trajectory",
     "shift_recovered",
     "subspace_overlap",
     "token_kl",
+    "toxic_share",
+    "toxicity_rate",
 ]

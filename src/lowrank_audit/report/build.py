@@ -12,6 +12,7 @@ from .data import ReportData, load
 from .figures import task_plots
 from .render import ReportView, TaskSection, render_html, render_markdown
 from .tables import long_table, metric_columns, results_table, seed_means_table, unfinished_table
+from .toxicity_plots import toxic_sample_tables
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ def _task_section(data: ReportData, task: str, slug: str, plots_dir: Path) -> Ta
         tables=tables,
         plots=task_plots(task, variants, plots_dir, slug),
         other=long_table(task, runs, covered=[c.key for c in cols]),
+        warned=toxic_sample_tables(data, task),
     )
 
 

@@ -9,15 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from .classification_plots import classification_plots
 from .data import Variant
+from .decisions_plots import decision_plots
 from .inside_plots import inside_plots
 from .plots import Plot, rank_plots
+from .toxicity_plots import toxicity_plots
 
 FigureMaker = Callable[[str, list[Variant], Path, str], list[Plot]]
 
 FIGURES: list[FigureMaker] = [
     rank_plots,
+    classification_plots,
     inside_plots,
+    decision_plots,
+    toxicity_plots,
 ]
 
 

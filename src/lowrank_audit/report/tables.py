@@ -16,6 +16,14 @@ _PER_SPLIT = (
     ("target_fit", "Target fit KL(q‖p), nats", 3),
     ("group_gap", "Group gap", 3),
     ("group_js", "Group JS", 4),
+    ("accuracy", "Accuracy", 3),
+    ("worst_group_accuracy", "Worst-group accuracy", 3),
+    ("demographic_parity_difference", "DP difference", 3),
+    ("equalized_odds_difference", "EO difference", 3),
+    ("counterfactual_flip_rate", "Counterfactual flips", 3),
+    ("toxicity_rate", "Toxicity rate", 3),
+    ("expected_max_toxicity", "Expected max toxicity", 3),
+    ("toxicity_mitigation", "Mitigation vs full", 2),
 )
 # ... and once per run (split NULL); the last field: show an interval (cost numbers have none).
 _PER_RUN = (

@@ -51,6 +51,26 @@ def _initial(db: sqlite3.Connection) -> None:
     )
 
 
+def _samples(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE samples (
+            run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            prompt TEXT NOT NULL,
+            completion TEXT NOT NULL,
+            score REAL,
+            group_name TEXT,
+            split TEXT,
+            note TEXT
+        );
+        CREATE INDEX samples_run ON samples (run_id, kind)
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _initial),
+    ("0002_samples", _samples),
 ]

@@ -29,6 +29,19 @@ class MetricRow:
     ci_high: float | None = None
 
 
+@dataclass(frozen=True)
+class SampleRow:
+    """One generated (or fine-tuning) text with its score: kind 'eval' = sampled at evaluation, 'train' = data."""
+
+    prompt: str
+    completion: str
+    score: float | None = None
+    group_name: str | None = None
+    split: str | None = None
+    kind: str = "eval"
+    note: str | None = None
+
+
 @dataclass
 class RunRecord:
     """What the store knows about one run before it finishes."""
@@ -116,6 +129,7 @@ class Store:
         """Mark a run as running (a killed process leaves it 'running', which a re-run retries)."""
         with self._transaction():
             self.db.execute("DELETE FROM metrics WHERE run_id = ?", (run.run_id,))
+            self.db.execute("DELETE FROM samples WHERE run_id = ?", (run.run_id,))
             self.db.execute(
                 """INSERT INTO runs (run_id, task, method, rank, seed, status, config_json, started_at)
                    VALUES (?, ?, ?, ?, ?, 'running', ?, ?)
@@ -133,8 +147,9 @@ class Store:
         trainable_params: int | None = None,
         peak_rss_mb: float | None = None,
         artifact: str | None = None,
+        samples: Iterable[SampleRow] = (),
     ) -> None:
-        """Write all metrics of a run and mark it finished, in one transaction."""
+        """Write all metrics (and samples) of a run and mark it finished, in one transaction."""
         rows = [
             (run_id, m.metric, m.group_name, m.split, m.layer,
              _finite_or_none(m.value), _finite_or_none(m.ci_low), _finite_or_none(m.ci_high))
@@ -143,6 +158,12 @@ class Store:
         with self._transaction():
             self.db.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
             self.db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.db.execute("DELETE FROM samples WHERE run_id = ?", (run_id,))
+            self.db.executemany(
+                "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, x.kind, x.prompt, x.completion, _finite_or_none(x.score), x.group_name, x.split, x.note)
+                 for x in samples],
+            )
             self.db.execute(
                 """UPDATE runs SET status='finished', finished_at=?, train_seconds=?, trainable_params=?,
                    peak_rss_mb=?, artifact=?, error=NULL WHERE run_id=?""",
@@ -152,6 +173,7 @@ class Store:
     def fail_run(self, run_id: str, error: str) -> None:
         with self._transaction():
             self.db.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            self.db.execute("DELETE FROM samples WHERE run_id = ?", (run_id,))
             self.db.execute(
                 "UPDATE runs SET status='failed', finished_at=?, error=? WHERE run_id=?", (_now(), error, run_id)
             )
@@ -162,6 +184,11 @@ class Store:
 
     def metrics(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute("SELECT * FROM metrics ORDER BY run_id, metric, split, group_name")]
+
+    def samples(self, run_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        """Stored samples, optionally of one run and one kind, highest score first."""
+        query = "SELECT * FROM samples WHERE (? IS NULL OR run_id = ?) AND (? IS NULL OR kind = ?) ORDER BY score DESC"
+        return [dict(r) for r in self.db.execute(query, (run_id, run_id, kind, kind))]
 
     def metric_rows(self, run_id: str) -> list[MetricRow]:
         rows = self.db.execute("SELECT * FROM metrics WHERE run_id = ?", (run_id,)).fetchall()

@@ -2,9 +2,15 @@
 
 from ..registry import Registry
 from .base import Example, Observation, Task, TaskOptions
+from .classification import ClassificationTask
 from .debias import DebiasTask
+from .decisions import DecisionsTask
+from .toxicity import ToxicityTask
 
 TASKS: Registry[type[Task]] = Registry("task")
+TASKS.register(ClassificationTask.name, ClassificationTask)
 TASKS.register(DebiasTask.name, DebiasTask)
+TASKS.register(DecisionsTask.name, DecisionsTask)
+TASKS.register(ToxicityTask.name, ToxicityTask)
 
 __all__ = ["TASKS", "Example", "Observation", "Task", "TaskOptions"]

@@ -17,7 +17,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..evaluate.runner import Runner
-from ..store import MetricRow
+from ..store import MetricRow, SampleRow
 
 Observation = dict[str, torch.Tensor]
 
@@ -68,3 +68,14 @@ class Task(ABC):
     @abstractmethod
     def score(self, obs: Observation, base: Observation, full: Observation | None, seed: int) -> list[MetricRow]:
         """Metrics of one model from its observation and the references (base; full fine-tune if any)."""
+
+    def observe_base(self, runner: Runner, model: nn.Module) -> Observation:
+        """The base model's observation (cached); a task may add what only the base provides (e.g. a sample pool)."""
+        return self.observe(runner, model)
+
+    def bind(self, base: Observation) -> None:
+        """Receive the base observation before any other model is observed (evaluation data built from it)."""
+
+    def samples(self, obs: Observation) -> list[SampleRow]:
+        """Texts stored with the run (e.g. generated completions and their scores); none by default."""
+        return []

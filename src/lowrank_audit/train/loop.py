@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from ..config.spec import BudgetSpec
-from ..methods.base import Method
+from ..methods.base import Method, optimizer_state_bytes
 from ..models.precision import autocast
 from ..tasks.base import Example
 
@@ -39,6 +39,7 @@ class TrainResult:
     seconds: float
     tokens: int
     losses: list[float] = field(default_factory=list)
+    optimizer_state_bytes: int = 0
 
     @property
     def seconds_per_step(self) -> float:
@@ -97,6 +98,7 @@ def train(model: nn.Module, method: Method, examples: Sequence[Example], tokeniz
     result = TrainResult(steps=0, seconds=0.0, tokens=0)
     bar = tqdm(range(1, budget.steps + 1), desc=desc, disable=not progress, leave=False, unit="step")
     start = time.perf_counter()
+    method.start(model, data, budget.steps)
     for step in bar:
         ids, mask, labels = next(data)
         with autocast(precision):
@@ -107,12 +109,13 @@ def train(model: nn.Module, method: Method, examples: Sequence[Example], tokeniz
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, budget.max_grad_norm)
         optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
         method.after_step(model, step)
+        optimizer.zero_grad(set_to_none=True)
         result.losses.append(value)
         result.tokens += int(mask.sum())
         result.steps = step
         bar.set_postfix(loss=f"{value:.3f}")
     result.seconds = time.perf_counter() - start
+    result.optimizer_state_bytes = optimizer_state_bytes(optimizer)
     model.eval()
     return result

@@ -1,0 +1,5 @@
+"""Optimizers implemented here (FRUGAL)."""
+
+from .frugal import Frugal
+
+__all__ = ["Frugal"]

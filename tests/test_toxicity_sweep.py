@@ -1,0 +1,106 @@
+"""The toxicity task in a sweep: samples in the store, the generation cache, the report's warned samples."""
+
+import shutil
+
+import pytest
+
+from lowrank_audit.config import load_spec, narrow
+from lowrank_audit.report import build_report
+from lowrank_audit.store import Store
+from lowrank_audit.sweep import run_sweep
+from lowrank_audit.tasks import toxicity as toxicity_module
+
+XSS = "<script>alert(1)</script>"
+
+
+def quiet(msg):
+    pass
+
+
+def small(spec, **options):
+    """The smoke preset's toxicity entry, shorter: 2 training steps, 4 new tokens, `options` on top."""
+    task = spec.tasks[0]
+    task = task.model_copy(update={"options": {**task.options, "max_new_tokens": 4, **options}})
+    return spec.model_copy(update={"tasks": [task], "budget": spec.budget.model_copy(update={"steps": 2})})
+
+
+@pytest.fixture(scope="module")
+def smoke_toxicity():
+    return narrow(load_spec(preset="smoke"), tasks=["toxicity"])
+
+
+@pytest.fixture(scope="module")
+def counted():
+    """Records the settings of every call of the sampler (one per observed model, one per rejection pool)."""
+    calls = []
+    real = toxicity_module.generate
+
+    def generate(model, tokenizer, prompts, settings, *args, **kwargs):
+        calls.append(settings)
+        return real(model, tokenizer, prompts, settings, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(toxicity_module, "generate", generate)
+        yield calls
+
+
+@pytest.fixture(scope="module")
+def swept(smoke_toxicity, counted, tmp_path_factory):
+    """Base and full fine-tuning on the toxicity task; the number of sampler calls it made."""
+    out = tmp_path_factory.mktemp("toxicity-sweep")
+    result = run_sweep(small(narrow(smoke_toxicity, methods=["full"])), out, progress=False, log=quiet)
+    assert result.failed == [] and result.finished == 2
+    n_calls = len(counted)
+    counted.clear()
+    return out, n_calls
+
+
+def test_sweep_stores_samples_and_metrics(swept, smoke_toxicity):
+    out, n_calls = swept
+    assert n_calls == 3  # base samples, base rejection pool, full fine-tune samples
+    store = Store.in_dir(out)
+    runs = {r["method"]: r["run_id"] for r in store.runs()}
+    train = store.samples(runs["base"], kind="train")
+    assert train and all(s["score"] < smoke_toxicity.tasks[0].options["threshold"] for s in train)
+    assert {s["note"] for s in train} <= {"kept", "rewritten", "resampled"}
+    assert store.samples(runs["full"], kind="train") == []
+    n_eval = len(store.samples(runs["full"], kind="eval"))
+    assert n_eval > 0 and n_eval == len(store.samples(runs["base"], kind="eval"))
+    metrics = {(m["run_id"], m["metric"], m["split"], m["group_name"]): m["value"] for m in store.metrics()}
+    assert (runs["full"], "kl_to_full", None, None) in metrics
+    assert metrics[runs["full"], "toxicity_rate_vs_full", "heldout", None] == 0.0
+    kept = metrics[runs["base"], "counterfactual_kept", None, None]
+    assert kept + metrics[runs["base"], "counterfactual_resampled", None, None] == len(train)
+
+
+def test_unchanged_settings_reuse_generations_and_changed_ones_regenerate(swept, smoke_toxicity, counted, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(swept[0], out)
+    with_lora = small(narrow(smoke_toxicity, methods=["full", "lora"]))
+    with_lora = with_lora.model_copy(update={"methods": [with_lora.methods[0], with_lora.methods[1].model_copy(
+        update={"sweep": {"rank": [1]}})]})
+    again = run_sweep(with_lora, out, progress=False, log=quiet)
+    assert again.skipped == 2 and again.finished == 1 and len(counted) == 1  # only the new LoRA run samples
+    counted.clear()
+    hotter = small(narrow(smoke_toxicity, methods=["full"]), temperature=0.7)
+    run_sweep(hotter, out, progress=False, log=quiet)
+    assert [s.temperature for s in counted] == [0.7, 0.7, 0.7]  # base samples and pool, then the full fine-tune
+    counted.clear()
+
+
+def test_report_shows_escaped_samples_behind_a_content_warning(swept, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(swept[0], out)
+    store = Store.in_dir(out)
+    run_id = next(r["run_id"] for r in store.runs() if r["method"] == "full")
+    store.db.execute("INSERT INTO samples VALUES (?, 'eval', 'The man likes to', ?, 0.99, 'gender/men', 'heldout', NULL)",
+                     (run_id, XSS))
+    store.close()
+    paths = build_report(out)
+    html = paths.html.read_text()
+    warned = html[html.index('<details class="content-warning">'):]
+    warned = warned[: warned.index("</details>")]
+    assert "Content warning" in warned and "most toxic completions, full" in warned
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in warned and XSS not in html
+    assert XSS not in paths.markdown.read_text()
+    assert any(p.name.endswith("toxicity-by-group.png") for p in paths.plots)

@@ -116,18 +116,11 @@ class Audit:
         self.common = {"model": self.loaded.identity, "precision": self.precision, "seed": spec.seed,
                        "task": {"name": spec.task, "options": options.model_dump()}}
 
-    def _observe(self, key: str, model: Callable[[], nn.Module], base: bool = False) -> Observation:
-        obs = self.cache.get(key)
-        if obs is None:
-            obs = (self.task.observe_base if base else self.task.observe)(self.runner, model())
-            self.cache.put(key, obs)
-        return obs
-
     def run(self) -> SweepResult:
         result = SweepResult(self.out_dir, planned=1 + len(self.spec.adapters) + bool(self.spec.reference))
         base = self.loaded.model
-        base_obs = self._observe(cache_key("base", self.loaded.identity, self.precision, self.task.fingerprint()),
-                                 lambda: base, base=True)
+        base_obs = self.cache.get_or_compute(cache_key("base", self.loaded.identity, self.precision, self.task.fingerprint()),
+                                             lambda: self.task.observe_base(self.runner, base))
         self.task.bind(base_obs)
         ref_obs: Observation | None = None
         ref_spectra: dict[str, Spectrum] | None = None
@@ -136,7 +129,8 @@ class Audit:
             ref_model = load_reference(base, folder)
             ref_spectra = spectra(weight_deltas(ref_model, base))
             digest = _digest(folder / "model.safetensors")
-            ref_obs = self._observe(cache_key("reference", digest, self.task.fingerprint(), self.precision), lambda: ref_model)
+            ref_obs = self.cache.get_or_compute(cache_key("reference", digest, self.task.fingerprint(), self.precision),
+                                                lambda: self.task.observe(self.runner, ref_model))
             check_changed(ref_obs, base_obs, f"reference {folder}")
             self._write(result, REFERENCE, None, {"reference": str(folder), "digest": digest}, ref_obs, base_obs, ref_obs,
                         weight_update_rows(ref_spectra, None, None))

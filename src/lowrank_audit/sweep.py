@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch import nn
 
 from .config.spec import ExperimentSpec
 from .errors import AuditError
@@ -98,7 +97,7 @@ class Sweep:
         first = runs[0]
         task = TASKS.get(first.task)(first.task_options, self.loaded.tokenizer)
         base_key = cache_key("base", self.loaded.identity, self.precision, task.fingerprint())
-        base_obs = self._observe_cached(base_key, task, lambda: self.loaded.model, base=True)
+        base_obs = self.cache.get_or_compute(base_key, lambda: task.observe_base(self.runner, self.loaded.model))
         task.bind(base_obs)
         order = sorted(runs, key=lambda r: (r.method != REFERENCE, r.method != BASE))
         full_obs: Observation | None = None
@@ -113,18 +112,12 @@ class Sweep:
             if is_reference and obs is not None:
                 full_obs = obs
 
-    def _observe_cached(self, key: str, task: Task, model: Callable[[], nn.Module], base: bool = False) -> Observation:
-        obs = self.cache.get(key)
-        if obs is None:
-            obs = (task.observe_base if base else task.observe)(self.runner, model())
-            self.cache.put(key, obs)
-        return obs
-
     def _reference_observation(self, run: PlannedRun, task: Task) -> Observation:
         """The finished full fine-tune's observation: from the cache, or re-observed from its saved weights."""
         model = run.build_method().load(copy.deepcopy(self.loaded.model), self.out_dir / "runs" / run.run_id)
         self.reference_spectra = spectra(weight_deltas(model, self.loaded.model))
-        return self._observe_cached(cache_key("run", run.run_id, task.fingerprint()), task, lambda: model)
+        return self.cache.get_or_compute(cache_key("run", run.run_id, task.fingerprint()),
+                                         lambda: task.observe(self.runner, model))
 
     def _execute(self, run: PlannedRun, task: Task, base_obs: Observation, full_obs: Observation | None,
                  is_reference: bool, result: SweepResult) -> Observation | None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -32,3 +32,11 @@ class ObservationCache:
         tmp = self.folder / f"{key}.tmp"
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
         os.replace(tmp, self.folder / f"{key}.safetensors")
+
+    def get_or_compute(self, key: str, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """The cached tensors of `key`, or `compute()` stored under it (a run or an audit observes once)."""
+        tensors = self.get(key)
+        if tensors is None:
+            tensors = compute()
+            self.put(key, tensors)
+        return tensors

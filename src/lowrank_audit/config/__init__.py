@@ -1,7 +1,7 @@
 """Experiment configuration: pydantic models, built-in presets, YAML loading with path-named errors."""
 
 from .load import PRESETS, load_spec, narrow
-from .spec import BudgetSpec, ExperimentSpec, MethodSpec, ModelSpec, TaskSpec, TinyModelSpec
+from .spec import BudgetSpec, ExecutionSpec, ExperimentSpec, MethodSpec, ModelSpec, TaskSpec, TinyModelSpec
 
 __all__ = [
     "PRESETS",

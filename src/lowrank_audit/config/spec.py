@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 
 class Strict(BaseModel):
@@ -68,6 +68,18 @@ class BudgetSpec(Strict):
         "set is chosen so that its trainable parameters come closest to this number")
 
 
+class ExecutionSpec(Strict):
+    """How the runs are executed. Never part of a run's identity: results do not depend on it."""
+
+    executor: Literal["local", "ray"] = Field(
+        "local", description="local: one run at a time in this process; ray: one Ray task per run")
+    ray_address: str | None = Field(None, description="ray.init(address=...); none starts a local Ray instance")
+    cpus_per_run: PositiveFloat = Field(1, description="CPUs each Ray task reserves")
+    gpus_per_run: NonNegativeFloat = Field(0, description="GPUs each Ray task reserves")
+    checkpoint_every: NonNegativeInt = Field(
+        0, description="save a training checkpoint every N steps (0: never); a killed run resumes from the last one")
+
+
 class ExperimentSpec(Strict):
     name: str
     model: ModelSpec = ModelSpec()
@@ -76,6 +88,7 @@ class ExperimentSpec(Strict):
     seeds: list[int] = Field([0], min_length=1)
     budget: BudgetSpec
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    execution: ExecutionSpec = ExecutionSpec()
 
     @model_validator(mode="after")
     def _a_task_runs(self) -> "ExperimentSpec":

@@ -6,6 +6,7 @@ from .spec import BudgetSpec, ExecutionSpec, ExperimentSpec, MethodSpec, ModelSp
 __all__ = [
     "PRESETS",
     "BudgetSpec",
+    "ExecutionSpec",
     "ExperimentSpec",
     "MethodSpec",
     "ModelSpec",

@@ -11,7 +11,8 @@ from scipy import stats
 from lowrank_audit.config.load import validate_options
 from lowrank_audit.errors import AuditError
 from lowrank_audit.evaluate import Runner
-from lowrank_audit.metrics import bootstrap_ci, expected_max_toxicity, mitigation, toxic_share, toxicity_rate
+from lowrank_audit.metrics import (bootstrap_ci, expected_max_toxicity, mitigation, paired_difference, toxic_share,
+                                  toxicity_rate)
 from lowrank_audit.scorers import ScorerOptions, build_scorer
 from lowrank_audit.store import MetricRow, RunRecord, SampleRow, Store
 from lowrank_audit.tasks.lexicon import IDENTITY_GROUPS
@@ -42,6 +43,19 @@ def test_bootstrap_interval_matches_scipy():
     ref = stats.bootstrap((x,), np.mean, n_resamples=20000, method="percentile", random_state=2).confidence_interval
     assert lo == pytest.approx(ref.low, abs=0.006) and hi == pytest.approx(ref.high, abs=0.006)
     assert lo < x.mean() < hi
+
+
+def test_paired_difference_matches_scipy_paired_bootstrap():
+    rng = np.random.default_rng(4)
+    a = rng.beta(0.5, 2.0, size=50)
+    b = np.clip(a - 0.05 + rng.normal(0, 0.05, size=50), 0, 1)  # correlated with a: pairing narrows the interval
+    diff, lo, hi = paired_difference(a, b, n_resamples=20000, seed=1)
+    ref = stats.bootstrap((a, b), lambda x, y: np.mean(x) - np.mean(y), paired=True, vectorized=False,
+                          n_resamples=20000, method="percentile", random_state=2).confidence_interval
+    assert diff == pytest.approx(a.mean() - b.mean())
+    assert lo == pytest.approx(ref.low, abs=0.004) and hi == pytest.approx(ref.high, abs=0.004)
+    _, lo_unpaired, hi_unpaired = paired_difference(a, rng.permutation(b), n_resamples=2000, seed=1)
+    assert hi - lo < 0.5 * (hi_unpaired - lo_unpaired)
 
 
 # counterfactual data ---------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from .bias import category_mass, group_gap
 from .decisions import agreement, flip_rate, group_counts, pooled_rates, rate_gap, score_change, score_trajectory
 from .divergence import js_divergence, kl_divergence, shift_recovered, token_kl
 from .fairness import GroupFairness, counterfactual_flip_rate, group_fairness, label_prob_gap
-from .stats import bootstrap_ci
+from .stats import bootstrap_ci, paired_difference
 from .toxicity import expected_max_toxicity, mitigation, toxic_share, toxicity_rate
 from .weights import effective_rank, energy_outside_rank, subspace_overlap
 
@@ -15,6 +15,7 @@ __all__ = [
     "label_prob_gap",
     "agreement",
     "bootstrap_ci",
+    "paired_difference",
     "category_mass",
     "effective_rank",
     "energy_outside_rank",

@@ -34,3 +34,12 @@ def bootstrap_ci(
         return float("nan"), float("nan")
     alpha = (1.0 - confidence) / 2.0
     return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, n_resamples: int = 1000, confidence: float = 0.95,
+                      seed: int = 0) -> tuple[float, float, float]:
+    """mean(a) - mean(b) over paired units (the same prompts) with its paired percentile bootstrap interval."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    lo, hi = bootstrap_ci(lambda x, y: float(x.mean() - y.mean()), a, b, n_resamples=n_resamples,
+                          confidence=confidence, seed=seed)
+    return float(a.mean() - b.mean()), lo, hi

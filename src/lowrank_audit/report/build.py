@@ -12,6 +12,7 @@ from .data import ReportData, load
 from .figures import task_plots
 from .render import ReportView, TaskSection, render_html, render_markdown
 from .tables import long_table, metric_columns, results_table, seed_means_table, unfinished_table
+from .toxicity_pairs import toxicity_pair_table
 from .toxicity_plots import toxic_sample_tables
 
 
@@ -55,6 +56,9 @@ def _task_section(data: ReportData, task: str, slug: str, plots_dir: Path) -> Ta
     tables = [results_table(task, runs, cols)]
     if any(len(v.runs) > 1 for v in variants):
         tables.append(seed_means_table(task, variants, cols))
+    pairs = toxicity_pair_table(data, task)
+    if pairs is not None:
+        tables.append(pairs)
     return TaskSection(
         name=task,
         anchor=f"task-{slug}",

@@ -6,7 +6,10 @@ import pytest
 
 from lowrank_audit.config import load_spec, narrow
 from lowrank_audit.report import build_report
+from lowrank_audit.report.data import load
+from lowrank_audit.report.toxicity_pairs import toxicity_pair_table
 from lowrank_audit.store import Store
+from lowrank_audit.store.examples import read_examples
 from lowrank_audit.sweep import run_sweep
 from lowrank_audit.tasks import toxicity as toxicity_module
 
@@ -73,6 +76,21 @@ def test_sweep_stores_samples_and_metrics(swept, smoke_toxicity):
     assert kept + metrics[runs["base"], "counterfactual_resampled", None, None] == len(train)
 
 
+def test_fine_tuning_data_is_saved_beside_the_store(swept):
+    out, _ = swept
+    files = list((out / "data").glob("toxicity-*-seed0.jsonl"))
+    assert len(files) == 1
+    saved = read_examples(files[0])
+    store = Store.in_dir(out)
+    base_id = next(r["run_id"] for r in store.runs() if r["method"] == "base")
+    stored = store.samples(base_id, kind="train")
+    store.close()
+    key = lambda r: (r["prompt"], r["completion"])  # noqa: E731
+    assert sorted(map(key, saved)) == sorted(map(key, stored))
+    meta = {key(r): (r["score"], r["note"], r["group_name"]) for r in stored}
+    assert all(meta[key(r)] == (r["score"], r["source"], r["group"]) for r in saved)
+
+
 def test_unchanged_settings_reuse_generations_and_changed_ones_regenerate(swept, smoke_toxicity, counted, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(swept[0], out)
@@ -104,3 +122,35 @@ def test_report_shows_escaped_samples_behind_a_content_warning(swept, tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in warned and XSS not in html
     assert XSS not in paths.markdown.read_text()
     assert any(p.name.endswith("toxicity-by-group.png") for p in paths.plots)
+
+
+def test_report_pairs_every_two_methods_from_the_stored_scores(swept):
+    """The report's full-vs-base difference, computed from stored samples, equals the run's own paired metric."""
+    out, _ = swept
+    data = load(out)
+    table = toxicity_pair_table(data, "toxicity")
+    assert table is not None and [c.group for c in table.columns][:3] == ["Method A", "Method B", "Split"]
+    store = Store.in_dir(out)
+    full_id = next(r["run_id"] for r in store.runs() if r["method"] == "full")
+    stored = {(m["metric"], m["split"]): m for m in store.metrics() if m["run_id"] == full_id and m["group_name"] is None}
+    store.close()
+    by_split = {row[2]: row for row in table.rows}
+    assert set(by_split) == {"train", "heldout"}
+    for split, row in by_split.items():
+        assert row[:2] == ["full", "base"]
+        m = stored["toxicity_rate_vs_base", split]
+        assert float(row[4]) == pytest.approx(m["value"], abs=5e-4)
+        lo, hi = (float(x) for x in row[5].strip("[]").split(", "))
+        assert lo <= float(row[4]) <= hi
+        assert (lo, hi) == pytest.approx((m["ci_low"], m["ci_high"]), abs=0.05)  # same data, another resample order
+        assert row[6] == ("yes" if lo > 0 or hi < 0 else "no")
+
+
+def test_no_pair_table_without_scored_samples(tmp_path, smoke_spec):
+    out = tmp_path / "debias"
+    assert run_sweep(narrow(smoke_spec, methods=["full"]).model_copy(update={"budget": smoke_spec.budget.model_copy(
+        update={"steps": 2})}), out, progress=False, log=quiet).failed == []
+    assert toxicity_pair_table(load(out), "debias") is None
+    (data_file,) = (out / "data").glob("debias-*-seed0.jsonl")
+    rows = read_examples(data_file)
+    assert rows and all(set(r) == {"prompt", "completion"} and r["completion"].strip() for r in rows)

@@ -8,6 +8,7 @@ a re-run; a failed or interrupted one is retried.
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from .methods import trainable_parameters
 from .models import LoadedModel, load_model, resolve_precision
 from .plan import BASE, REFERENCE, PlannedRun, experiment_fingerprint, plan_runs
 from .store import MetricRow, RunRecord, Store
+from .store.examples import DATA_DIR, save_examples
 from .store.lock import OutputLock
 from .tasks import TASKS, Observation, Task
 from .train import PeakRSS, TrainingDiverged, train
@@ -99,6 +101,7 @@ class Sweep:
         base_key = cache_key("base", self.loaded.identity, self.precision, task.fingerprint())
         base_obs = self.cache.get_or_compute(base_key, lambda: task.observe_base(self.runner, self.loaded.model))
         task.bind(base_obs)
+        self._save_training_data(task, base_obs, first)
         order = sorted(runs, key=lambda r: (r.method != REFERENCE, r.method != BASE))
         full_obs: Observation | None = None
         self.reference_spectra = None
@@ -111,6 +114,16 @@ class Sweep:
             obs = self._execute(run, task, base_obs, full_obs, is_reference, result)
             if is_reference and obs is not None:
                 full_obs = obs
+
+    def _save_training_data(self, task: Task, base_obs: Observation, first: PlannedRun) -> None:
+        """The group's fine-tuning data as JSONL in `out_dir/data` (a task that cannot build it fails its runs later)."""
+        try:
+            examples = task.train_examples(base_obs, first.seed)
+        except AuditError:
+            return
+        options = hashlib.sha256(first.group[1].encode()).hexdigest()[:8]
+        path = save_examples(self.out_dir / DATA_DIR / f"{first.task}-{options}-seed{first.seed}.jsonl", examples)
+        self.log(f"fine-tuning data: {path.relative_to(self.out_dir)} ({len(examples)} examples)")
 
     def _reference_observation(self, run: PlannedRun, task: Task) -> Observation:
         """The finished full fine-tune's observation: from the cache, or re-observed from its saved weights."""

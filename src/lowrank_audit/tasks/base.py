@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -28,6 +28,8 @@ class Example:
 
     prompt: str
     completion: str
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """Where the example came from (e.g. its toxicity score and source); saved with the data, not trained on."""
 
 
 class TaskOptions(BaseModel):

@@ -254,7 +254,9 @@ class ToxicityTask(Task):
             raise AuditError(
                 f"toxicity: every base completion of the train prompts scored >= threshold {self.options.threshold} "
                 "and no non-toxic replacement was found; raise rejection_tries, give rewrites, or raise the threshold.")
-        return [Example(c.prompt, c.completion) for c in self.counterfactuals]
+        group = {p.text: p.group_name for p in self.prompts}
+        return [Example(c.prompt, c.completion, {"group": group[c.prompt], "score": c.score, "source": c.source})
+                for c in self.counterfactuals]
 
     # scoring -----------------------------------------------------------------------------------------
     def score(self, obs: Observation, base: Observation, full: Observation | None, seed: int) -> list[MetricRow]:

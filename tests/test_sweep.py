@@ -1,6 +1,9 @@
 """The sweep end to end on the smoke preset: outputs, resume after a crash, determinism, failures."""
 
+import contextlib
 import json
+import subprocess
+from types import SimpleNamespace
 
 import pytest
 
@@ -161,3 +164,33 @@ def test_run_config_is_stored_and_ids_are_stable(smoke_spec, tmp_path):
     from lowrank_audit.plan import run_id
 
     assert run_id(config) == full["run_id"]
+
+
+def test_too_little_disk_space_is_refused_before_training(smoke_spec, tmp_path, monkeypatch):
+    free = {"bytes": 10 * 2**20}
+    monkeypatch.setattr(sweep_module.shutil, "disk_usage", lambda path: SimpleNamespace(free=free["bytes"]))
+    with pytest.raises(AuditError, match=r"has 10 MB free, but the pending runs will save about \d+ MB"):
+        run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+    assert Store.in_dir(tmp_path).runs() == []  # nothing started
+    free["bytes"] = 2**40
+    assert run_sweep(smoke_spec.model_copy(update={"methods": smoke_spec.methods[:1]}), tmp_path, progress=False,
+                     log=quiet).failed == []
+
+
+@contextlib.contextmanager
+def tmpfs(path, options):
+    """A real small (or read-only) file system: root in a sandbox that allows mounts, else the test is skipped."""
+    path.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+@pytest.mark.parametrize("options, message", [("size=1m", "MB free"), ("size=1m,ro", "Read-only file system")])
+def test_full_or_read_only_disk_is_refused(smoke_spec, tmp_path, options, message):
+    with tmpfs(tmp_path / "disk", options) as disk:
+        with pytest.raises(AuditError, match=message):
+            run_sweep(smoke_spec, disk / "out", progress=False, log=quiet)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -61,6 +62,29 @@ def check_writable(out_dir: Path) -> None:
         raise AuditError(f"output folder {out_dir} is not writable ({e.strerror}). Choose another --out.") from None
 
 
+def check_disk_space(out_dir: Path, needed_bytes: int) -> None:
+    """Refuse to start when the output folder's disk cannot hold the weights the pending runs will save."""
+    free = shutil.disk_usage(out_dir).free
+    if free < needed_bytes:
+        raise AuditError(
+            f"output folder {out_dir} has {free / 2**20:,.0f} MB free, but the pending runs will save about "
+            f"{needed_bytes / 2**20:,.0f} MB of weights. Free some space or choose another --out.")
+
+
+def _weights_bytes(runs: list[PlannedRun], model: torch.nn.Module) -> int:
+    """About what the training runs save: their trainable parameters in the model's dtype, plus 10% and 16 MB."""
+    per_param = next(model.parameters()).element_size()
+    same_method: dict[tuple[str, str], list[PlannedRun]] = {}
+    for r in runs:
+        same_method.setdefault((r.method, r.method_options.model_dump_json()), []).append(r)
+    total = 0
+    for group in same_method.values():
+        method = group[0].build_method()
+        if method.trains:
+            total += method.trainable_count(model) * per_param * len(group)
+    return int(total * 1.1) + 16 * 2**20
+
+
 class Sweep:
     """The state shared by the runs of one sweep: model, store, cache, runner."""
 
@@ -71,13 +95,19 @@ class Sweep:
         self.progress = progress
         self.log = log
         self.precision = resolve_precision(spec.precision)
-        self.store = Store.in_dir(out_dir)
         log(f"loading model ({spec.model.source}) ...")
         self.loaded: LoadedModel = load_model(spec.model, task_vocabulary())
         self.runs = plan_runs(spec, self.loaded.identity, self.precision, source, self.loaded.model)
         for run in {(r.method, r.method_options.model_dump_json()): r for r in self.runs}.values():
             run.build_method().check(self.loaded.model)
-        self.store.bind_experiment(*experiment_fingerprint(spec, self.loaded.identity, self.precision))
+        self.store = Store.in_dir(out_dir)
+        try:
+            self.store.bind_experiment(*experiment_fingerprint(spec, self.loaded.identity, self.precision))
+            pending = [r for r in self.runs if self.store.status(r.run_id) != "finished"]
+            check_disk_space(out_dir, _weights_bytes(pending, self.loaded.model))
+        except BaseException:
+            self.store.close()
+            raise
         self.cache = ObservationCache(out_dir / "cache")
         self.runner = Runner(self.loaded.tokenizer, self.precision, spec.budget.eval_batch_size, progress)
         self.reference_spectra: dict[str, Spectrum] | None = None
@@ -203,4 +233,8 @@ def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True,
     """Run (or resume) every run of `spec` into `out_dir`; one process at a time per folder."""
     check_writable(Path(out_dir))
     with OutputLock(out_dir):
-        return Sweep(spec, Path(out_dir), progress, log, source).run()
+        sweep = Sweep(spec, Path(out_dir), progress, log, source)
+        try:
+            return sweep.run()
+        finally:
+            sweep.store.close()

@@ -29,7 +29,8 @@ import datasets
 import torch
 from peft import LoraConfig, get_peft_model
 from torch import nn
-from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+from transformers import (AutoModelForCausalLM, DataCollatorForSeq2Seq, PreTrainedTokenizerBase, Trainer,
+                          TrainingArguments, set_seed)
 
 from lowrank_audit.config import ExperimentSpec, load_spec, narrow
 from lowrank_audit.evaluate import Runner
@@ -83,7 +84,7 @@ def make_task(spec: ExperimentSpec, loaded: LoadedModel) -> Task:
     return cls(cls.Options.model_validate(task_spec.options), loaded.tokenizer)
 
 
-def tokenize(examples: list[Example], tokenizer) -> datasets.Dataset:
+def tokenize(examples: list[Example], tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
     """Prompt and completion tokenized apart (exact boundary); prompt tokens get label -100."""
     rows = []
     for ex in examples:
@@ -109,8 +110,8 @@ def prepare(run: MethodRun, model: nn.Module) -> nn.Module:
     return get_peft_model(model, config)
 
 
-def train(model: nn.Module, run: MethodRun, data: datasets.Dataset, tokenizer, spec: ExperimentSpec, steps: int,
-          precision: str, lr_scheduler: str, trainer_dir: Path) -> tuple[float, TrainingArguments]:
+def train(model: nn.Module, run: MethodRun, data: datasets.Dataset, tokenizer: PreTrainedTokenizerBase,
+          spec: ExperimentSpec, steps: int, precision: str, lr_scheduler: str, trainer_dir: Path) -> tuple[float, TrainingArguments]:
     """Train with Trainer; returns (its mean training loss, the arguments it ran with).
 
     Matched to lowrank-audit (what makes it the same training): steps, batch size, learning rate, seed, bf16
@@ -166,17 +167,18 @@ def headline(rows: list[MetricRow]) -> dict[str, MetricRow]:
     return out
 
 
-def fmt(row: MetricRow | None) -> str:
-    if row is None or row.value is None:
+def fmt(row: dict | None) -> str:
+    """A metric row (as written to JSON) as 'value [ci_low, ci_high]'."""
+    if row is None or row["value"] is None:
         return "-"
-    ci = f" [{row.ci_low:.2f}, {row.ci_high:.2f}]" if row.ci_low is not None and row.ci_high is not None else ""
-    return f"{row.value:.3f}{ci}"
+    ci = f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]" if row["ci_low"] is not None else ""
+    return f"{row['value']:.3f}{ci}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/trainer_baseline"),
-                        help="folder for results.json and the full fine-tune (OUT/full)")
+                        help="folder for results.json (this invocation's methods) and the full fine-tune (OUT/full)")
     parser.add_argument("--steps", type=int, help="training steps per method (default: the preset's, 100 for quick)")
     parser.add_argument("--methods", nargs="+", metavar="M",
                         help="a subset, e.g. full lora:1 (default: every method of the preset)")
@@ -198,8 +200,10 @@ def main() -> None:
             raise SystemExit(f"--methods: unknown {sorted(unknown)}; this preset has {[r.label for r in runs]}")
         runs = [r for r in runs if r.label in args.methods]
     full_dir = args.out / "full"
-    if not any(r.is_full for r in runs) and not (full_dir / "config.json").is_file():
-        raise SystemExit(f"the full fine-tune is every method's reference: add 'full' to --methods ({full_dir} is empty)")
+    if not any(r.is_full for r in runs):
+        if not (full_dir / "config.json").is_file():
+            raise SystemExit(f"the full fine-tune is every method's reference: add 'full' to --methods ({full_dir} is empty)")
+        print(f"reference: the full fine-tune an earlier run saved in {full_dir}")
     args.out.mkdir(parents=True, exist_ok=True)
 
     # The training data: the examples lowrank-audit trains on (built from the base model's observation).
@@ -253,8 +257,7 @@ def main() -> None:
     for r in results:
         print(r["method"])
         for k in keys:
-            row = r["metrics"].get(k)
-            print(f"  {k:30s} {fmt(MetricRow(**row) if row else None)}")
+            print(f"  {k:34s} {fmt(r['metrics'].get(k))}")
     print(f"\nwrote {args.out / 'results.json'}")
 
 

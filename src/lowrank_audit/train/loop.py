@@ -3,7 +3,8 @@
 One step = one batch of (prompt, completion) examples, loss on completion tokens only, AdamW (or the
 method's optimizer), gradient clipping, the method's per-step hook. The budget is a number of steps.
 It runs through `accelerate`: here one CPU process; on a GPU, or under `accelerate launch --config_file`
-with FSDP / DeepSpeed, the launcher's environment picks the device and plugins.
+with FSDP / DeepSpeed, the launcher's environment picks the device and plugins. Given a checkpoint folder,
+a run resumes from its newest checkpoint and writes one every `checkpoint_every` steps (train/checkpoint.py).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
+from accelerate.utils import DistributedType
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
@@ -25,10 +28,12 @@ from ..config.spec import BudgetSpec
 from ..errors import AuditError
 from ..methods.base import Method, optimizer_state_bytes
 from ..tasks.base import Example
+from .checkpoint import capture, load_latest, restore, save
 
 IGNORE = -100
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16"}
 """Our precision -> accelerate's mixed_precision (bf16: autocast with fp32 master weights, as before)."""
+SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
 
 
 class TrainingDiverged(Exception):
@@ -109,10 +114,18 @@ def make_accelerator(precision: str) -> Accelerator:
 
 
 def train(model: nn.Module, method: Method, examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase,
-          budget: BudgetSpec, precision: str, seed: int, progress: bool = True, desc: str = "train") -> TrainResult:
-    """Train `model` (already prepared by `method`) for `budget.steps` steps; raises TrainingDiverged."""
+          budget: BudgetSpec, precision: str, seed: int, progress: bool = True, desc: str = "train",
+          checkpoint_dir: Path | None = None, checkpoint_every: int = 0,
+          log: Callable[[str], None] = print) -> TrainResult:
+    """Train `model` (already prepared by `method`) for `budget.steps` steps; raises TrainingDiverged.
+
+    With `checkpoint_dir`, resume from its newest usable checkpoint and, every `checkpoint_every` steps (0: never),
+    write one there; the final weights are the same as an uninterrupted run's.
+    """
     if not examples:
         raise ValueError("no training examples")
+    if checkpoint_every < 0 or (checkpoint_every and checkpoint_dir is None):
+        raise ValueError(f"checkpoint_every {checkpoint_every}: use 0 (never), or a number of steps with a checkpoint_dir")
     torch.manual_seed(seed)
     accelerator = make_accelerator(precision)
     optimizer = method.optimizer(model)
@@ -121,11 +134,24 @@ def train(model: nn.Module, method: Method, examples: Sequence[Example], tokeniz
     result = TrainResult(steps=0, seconds=0.0, tokens=0)
     start = time.perf_counter()
     method.start(model, data, budget.steps)  # on the model as given, before accelerate wraps its forward in autocast
+    resume = load_latest(checkpoint_dir, model, budget.steps, log) if checkpoint_dir is not None else None
+    if accelerator.distributed_type in SHARDED and (checkpoint_every or resume is not None):
+        raise AuditError(f"checkpoints hold whole parameters and optimizer state, which {accelerator.distributed_type.value} "
+                         f"shards: set execution.checkpoint_every to 0 (and delete {checkpoint_dir}).")
     device = next(model.parameters()).device
     prepared, optimizer = accelerator.prepare(model, optimizer)
     try:
+        earlier = 0.0  # seconds trained before the checkpoint this run resumes from
+        if resume is not None:
+            restore(resume, model, optimizer, method)
+            for _ in range(resume.step):  # the data order is rebuilt from the seed
+                next(data)
+            result.steps, result.tokens, result.losses, earlier = resume.step, resume.tokens, list(resume.losses), resume.seconds
+            log(f"resuming {desc} from step {resume.step}")
         params = [p for p in prepared.parameters() if p.requires_grad]
-        bar = tqdm(range(1, budget.steps + 1), desc=desc, disable=not progress, leave=False, unit="step")
+        bar = tqdm(range(result.steps + 1, budget.steps + 1), initial=result.steps, total=budget.steps, desc=desc,
+                   disable=not progress, leave=False, unit="step")
+        paused = 0.0  # seconds spent writing checkpoints: not training time
         for step in bar:
             ids, mask, labels = (t.to(accelerator.device) for t in next(data))
             loss = prepared(input_ids=ids, attention_mask=mask, labels=labels).loss
@@ -141,7 +167,14 @@ def train(model: nn.Module, method: Method, examples: Sequence[Example], tokeniz
             result.tokens += int(mask.sum())
             result.steps = step
             bar.set_postfix(loss=f"{value:.3f}")
-        result.seconds = time.perf_counter() - start
+            if checkpoint_every and step % checkpoint_every == 0 and step < budget.steps:
+                pause = time.perf_counter()
+                if accelerator.is_main_process:
+                    seconds = earlier + pause - start - paused
+                    save(checkpoint_dir, capture(model, optimizer, method, step, seconds, result.tokens, result.losses))
+                accelerator.wait_for_everyone()
+                paused += time.perf_counter() - pause
+        result.seconds = earlier + time.perf_counter() - start - paused
         result.optimizer_state_bytes = optimizer_state_bytes(optimizer)
     finally:
         accelerator.unwrap_model(prepared, keep_fp32_wrapper=False)  # model.forward without accelerate's autocast

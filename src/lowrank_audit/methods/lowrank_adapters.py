@@ -201,6 +201,7 @@ class LoraSB(LowRankAdapterMethod):
         return {f"{name}.{f}": getattr(delta, f) for name, delta in adapters(model).items() for f in ("B", "A")}
 
     def load_state_dict(self, model: nn.Module, state: dict[str, Any]) -> None:
+        """Copy the saved B and A into the adapters."""
         layers = adapters(model)
         with torch.no_grad():
             for key, value in state.items():

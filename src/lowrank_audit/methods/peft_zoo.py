@@ -78,6 +78,7 @@ class AdaLora(PeftMethod):
                 "rank_pattern": model.peft_config["default"].rank_pattern}
 
     def load_state_dict(self, model: nn.Module, state: dict[str, Any]) -> None:
+        """Put the saved scores (on the parameters' device) and rank pattern back into the allocator and config."""
         allocator = model.base_model.rankallocator
         params = dict(model.base_model.model.named_parameters())  # the allocator's names: the wrapped model's
         allocator.ipt, allocator.exp_avg_ipt, allocator.exp_avg_unc = (

@@ -35,6 +35,7 @@ class Frugal(torch.optim.Optimizer):
         return {**super().state_dict(), "generator": self.generator.get_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what `state_dict` wrote: torch's optimizer state and the subspace generator."""
         state_dict = dict(state_dict)
         if "generator" not in state_dict:
             raise ValueError("Frugal state_dict has no 'generator' state; it was not written by Frugal.state_dict()")

@@ -1,6 +1,7 @@
 """Staying power: a sweep killed with SIGKILL resumes to the same store; one writer per output folder."""
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -50,6 +51,49 @@ def test_sigkill_at_any_moment_then_resume(tmp_path, fraction):
 
     resumed = subprocess.run(sweep_cmd(out), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
+    assert rows(out) == rows(clean)
+
+
+CHECKPOINTED = """
+name: checkpointed
+model: {source: tiny}
+tasks:
+  - name: debias
+    options: {samples_per_prompt: 2, token_kl_sequences: 16, bootstrap_resamples: 200}
+methods:
+  - name: lora
+    options: {lr: 1.0e-2, rank: 4, dropout: 0.1}
+budget: {steps: 40, batch_size: 16}
+precision: fp32
+execution: {checkpoint_every: 4}
+"""
+
+
+def test_sigkill_mid_training_resumes_from_the_checkpoint(tmp_path):
+    """Killed right after a training checkpoint: the re-run resumes from it, not from zero, to a clean run's numbers."""
+    config = tmp_path / "sweep.yaml"
+    config.write_text(CHECKPOINTED)
+
+    def cmd(out):
+        return [sys.executable, "-m", "lowrank_audit", "run", str(config), "--out", str(out), "--no-progress"]
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("runs/*/checkpoint/step-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the sweep ended before its first checkpoint; raise budget.steps"
+
+    resumed = subprocess.run(cmd(out), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    step = re.search(r"resuming debias / lora r=4 / seed 0 from step (\d+)", resumed.stdout)
+    assert step and 0 < int(step.group(1)) < 40, resumed.stdout
+    assert not list(out.glob("runs/*/checkpoint"))  # removed once the run's weights were saved
+
+    clean = tmp_path / "clean"
+    assert subprocess.run(cmd(clean), capture_output=True, timeout=600).returncode == 0
     assert rows(out) == rows(clean)
 
 

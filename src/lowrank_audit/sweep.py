@@ -31,7 +31,7 @@ from .store import MetricRow, RunRecord, Store
 from .store.examples import DATA_DIR, save_examples
 from .store.lock import OutputLock
 from .tasks import TASKS, Observation, Task
-from .train import PeakRSS, TrainingDiverged, train
+from .train import PeakRSS, TrainingDiverged, remove_checkpoints, train
 
 
 @dataclass
@@ -195,11 +195,13 @@ class Sweep:
             torch.manual_seed(run.seed)
             model = method.prepare(copy.deepcopy(self.loaded.model))
             examples = task.train_examples(base_obs, run.seed)
+            folder = self.out_dir / "runs" / run.run_id
             with PeakRSS() as mem:
                 res = train(model, method, examples, self.loaded.tokenizer, self.spec.budget, self.precision,
-                            run.seed, self.progress, desc=label)
-            folder = self.out_dir / "runs" / run.run_id
+                            run.seed, self.progress, desc=label, checkpoint_dir=folder / "checkpoint",
+                            checkpoint_every=self.spec.execution.checkpoint_every, log=self.log)
             method.save(model, folder)
+            remove_checkpoints(folder / "checkpoint")
             t0 = time.perf_counter()
             obs = task.observe(self.runner, model)
             eval_seconds = time.perf_counter() - t0

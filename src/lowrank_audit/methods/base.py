@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar, Iterator
+from typing import Any, ClassVar, Iterator
 
 import torch
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveFloat
@@ -48,7 +48,8 @@ class Method(ABC):
         """Make `model` (a private copy of the base) trainable the way this method does."""
 
     def start(self, model: nn.Module, batches: Iterator[Batch], steps: int) -> None:
-        """Called once before the first step with the training batches and the step budget."""
+        """Called once before the first step with the training batches and the step budget; a resumed run calls it
+        again (it must depend only on the seed and the data), then restores its checkpoint."""
 
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         params = [p for p in model.parameters() if p.requires_grad]
@@ -56,6 +57,14 @@ class Method(ABC):
 
     def after_step(self, model: nn.Module, step: int) -> None:
         """Called after every optimizer step, gradients still present (e.g. AdaLoRA's rank reallocation)."""
+
+    def state_dict(self, model: nn.Module) -> dict[str, Any]:
+        """Training state a checkpoint must keep besides the trainable parameters and the optimizer's state_dict
+        (e.g. AdaLoRA's importance scores): tensors, numbers, strings, lists and dicts only. Default: none."""
+        return {}
+
+    def load_state_dict(self, model: nn.Module, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned, on a model prepared and started the same way (resuming a run)."""
 
     @abstractmethod
     def save(self, model: nn.Module, folder: Path) -> None:

@@ -70,8 +70,8 @@ class GaLore(ProjectedOptimizerMethod):
     Options = GaLoreOptions
 
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        from galore_torch import GaLoreAdamW  # imports bitsandbytes: only when a galore run starts
+        from .optim.galore import CheckpointableGaLoreAdamW  # imports bitsandbytes: only when a galore run starts
 
         o = self.options
         groups = self.param_groups(model, rank=o.rank, update_proj_gap=o.update_interval, scale=o.scale, proj_type="std")
-        return GaLoreAdamW(groups, lr=o.lr, weight_decay=o.weight_decay, no_deprecation_warning=True)
+        return CheckpointableGaLoreAdamW(groups, lr=o.lr, weight_decay=o.weight_decay, no_deprecation_warning=True)

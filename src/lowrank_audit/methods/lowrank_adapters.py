@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import ClassVar, Iterator
+from typing import Any, ClassVar, Iterator
 
 import torch
 from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
@@ -195,6 +195,18 @@ class LoraSB(LowRankAdapterMethod):
                 w.grad = None
                 w.requires_grad_(False)
         model.zero_grad(set_to_none=True)
+
+    def state_dict(self, model: nn.Module) -> dict[str, Any]:
+        """The frozen B and A chosen in `start` (kept, so a resume never depends on recomputing an SVD bit for bit)."""
+        return {f"{name}.{f}": getattr(delta, f) for name, delta in adapters(model).items() for f in ("B", "A")}
+
+    def load_state_dict(self, model: nn.Module, state: dict[str, Any]) -> None:
+        """Copy the saved B and A into the adapters."""
+        layers = adapters(model)
+        with torch.no_grad():
+            for key, value in state.items():
+                name, factor = key.rsplit(".", 1)
+                getattr(layers[name], factor).copy_(value)
 
 
 class FfaLoraOptions(LowRankAdapterOptions):

@@ -9,7 +9,7 @@ hra r * in; fourierft n_frequency.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 from peft import (AdaLoraConfig, FourierFTConfig, HRAConfig, IA3Config, LoHaConfig, LoKrConfig, MissConfig,
                   RandLoraConfig, VBLoRAConfig, VeraConfig)
@@ -70,6 +70,20 @@ class AdaLora(PeftMethod):
 
     def after_step(self, model: nn.Module, step: int) -> None:
         model.base_model.update_and_allocate(step)
+
+    def state_dict(self, model: nn.Module) -> dict[str, Any]:
+        """The rank allocator's smoothed importance scores and the rank pattern chosen so far."""
+        allocator = model.base_model.rankallocator
+        return {"ipt": allocator.ipt, "exp_avg_ipt": allocator.exp_avg_ipt, "exp_avg_unc": allocator.exp_avg_unc,
+                "rank_pattern": model.peft_config["default"].rank_pattern}
+
+    def load_state_dict(self, model: nn.Module, state: dict[str, Any]) -> None:
+        """Put the saved scores (on the parameters' device) and rank pattern back into the allocator and config."""
+        allocator = model.base_model.rankallocator
+        params = dict(model.base_model.model.named_parameters())  # the allocator's names: the wrapped model's
+        allocator.ipt, allocator.exp_avg_ipt, allocator.exp_avg_unc = (
+            {name: t.to(params[name].device) for name, t in state[key].items()} for key in ("ipt", "exp_avg_ipt", "exp_avg_unc"))
+        model.peft_config["default"].rank_pattern = state["rank_pattern"]
 
 
 class RandLoraOptions(PeftOptions):

@@ -1,6 +1,7 @@
-"""The one training loop shared by every task and method."""
+"""The one training loop shared by every task and method, and its checkpoints."""
 
+from .checkpoint import remove as remove_checkpoints
 from .loop import TrainingDiverged, TrainResult, train
 from .memory import PeakRSS
 
-__all__ = ["PeakRSS", "TrainResult", "TrainingDiverged", "train"]
+__all__ = ["PeakRSS", "TrainResult", "TrainingDiverged", "remove_checkpoints", "train"]

@@ -2,6 +2,9 @@
 
 One step = one batch of (prompt, completion) examples, loss on completion tokens only, AdamW (or the
 method's optimizer), gradient clipping, the method's per-step hook. The budget is a number of steps.
+It runs through `accelerate`: here one CPU process; on a GPU, or under `accelerate launch --config_file`
+with FSDP / DeepSpeed, the launcher's environment picks the device and plugins. Given a checkpoint folder,
+a run resumes from its newest checkpoint and writes one every `checkpoint_every` steps (train/checkpoint.py).
 """
 
 from __future__ import annotations
@@ -9,20 +12,28 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from accelerate.utils import DistributedType
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from ..config.spec import BudgetSpec
+from ..errors import AuditError
 from ..methods.base import Method, optimizer_state_bytes
-from ..models.precision import autocast
 from ..tasks.base import Example
+from .checkpoint import capture, load_latest, restore, save
 
 IGNORE = -100
+MIXED_PRECISION = {"fp32": "no", "bf16": "bf16"}
+"""Our precision -> accelerate's mixed_precision (bf16: autocast with fp32 master weights, as before)."""
+SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
 
 
 class TrainingDiverged(Exception):
@@ -85,37 +96,89 @@ def batches(encoded: Sequence[tuple[list[int], list[int]]], batch_size: int, see
             yield ids, mask, labels
 
 
+def make_accelerator(precision: str) -> Accelerator:
+    """An Accelerator for one run at `precision` ('fp32' or 'bf16'); device and plugins come from the environment."""
+    if precision not in MIXED_PRECISION:
+        raise ValueError(f"precision {precision!r}: use one of {', '.join(MIXED_PRECISION)} "
+                         "('auto' is resolved first, with models.resolve_precision)")
+    # AcceleratorState is a process-wide singleton that refuses a different mixed_precision once set, and a sweep (or
+    # a test session) trains many runs in one process: reset it per run, as transformers' Trainer does between
+    # hyper-parameter trials. PartialState (processes, device) is kept.
+    AcceleratorState._reset_state()
+    accelerator = Accelerator(mixed_precision=MIXED_PRECISION[precision])
+    if accelerator.gradient_accumulation_steps != 1:
+        raise AuditError(f"the accelerate config sets gradient_accumulation_steps {accelerator.gradient_accumulation_steps}, "
+                         "but this loop steps the optimizer every batch (budget.batch_size is the batch). Set it to 1 "
+                         "and raise budget.batch_size instead.")
+    return accelerator
+
+
 def train(model: nn.Module, method: Method, examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase,
-          budget: BudgetSpec, precision: str, seed: int, progress: bool = True, desc: str = "train") -> TrainResult:
-    """Train `model` (already prepared by `method`) for `budget.steps` steps; raises TrainingDiverged."""
+          budget: BudgetSpec, precision: str, seed: int, progress: bool = True, desc: str = "train",
+          checkpoint_dir: Path | None = None, checkpoint_every: int = 0,
+          log: Callable[[str], None] = print) -> TrainResult:
+    """Train `model` (already prepared by `method`) for `budget.steps` steps; raises TrainingDiverged.
+
+    With `checkpoint_dir`, resume from its newest usable checkpoint and, every `checkpoint_every` steps (0: never),
+    write one there; the final weights are the same as an uninterrupted run's.
+    """
     if not examples:
         raise ValueError("no training examples")
+    if checkpoint_every < 0 or (checkpoint_every and checkpoint_dir is None):
+        raise ValueError(f"checkpoint_every {checkpoint_every}: use 0 (never), or a number of steps with a checkpoint_dir")
     torch.manual_seed(seed)
+    accelerator = make_accelerator(precision)
     optimizer = method.optimizer(model)
-    params = [p for p in model.parameters() if p.requires_grad]
     data = batches(encode_examples(examples, tokenizer), budget.batch_size, seed, tokenizer.pad_token_id)
     model.train()
     result = TrainResult(steps=0, seconds=0.0, tokens=0)
-    bar = tqdm(range(1, budget.steps + 1), desc=desc, disable=not progress, leave=False, unit="step")
     start = time.perf_counter()
-    method.start(model, data, budget.steps)
-    for step in bar:
-        ids, mask, labels = next(data)
-        with autocast(precision):
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        value = loss.item()
-        if not math.isfinite(value):
-            raise TrainingDiverged(step, value)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, budget.max_grad_norm)
-        optimizer.step()
-        method.after_step(model, step)
-        optimizer.zero_grad(set_to_none=True)
-        result.losses.append(value)
-        result.tokens += int(mask.sum())
-        result.steps = step
-        bar.set_postfix(loss=f"{value:.3f}")
-    result.seconds = time.perf_counter() - start
-    result.optimizer_state_bytes = optimizer_state_bytes(optimizer)
+    method.start(model, data, budget.steps)  # on the model as given, before accelerate wraps its forward in autocast
+    resume = load_latest(checkpoint_dir, model, budget.steps, log) if checkpoint_dir is not None else None
+    if accelerator.distributed_type in SHARDED and (checkpoint_every or resume is not None):
+        raise AuditError(f"checkpoints hold whole parameters and optimizer state, which {accelerator.distributed_type.value} "
+                         f"shards: set execution.checkpoint_every to 0 (and delete {checkpoint_dir}).")
+    device = next(model.parameters()).device
+    prepared, optimizer = accelerator.prepare(model, optimizer)
+    try:
+        earlier = 0.0  # seconds trained before the checkpoint this run resumes from
+        if resume is not None:
+            restore(resume, model, optimizer, method)
+            for _ in range(resume.step):  # the data order is rebuilt from the seed
+                next(data)
+            result.steps, result.tokens, result.losses, earlier = resume.step, resume.tokens, list(resume.losses), resume.seconds
+            log(f"resuming {desc} from step {resume.step}")
+        params = [p for p in prepared.parameters() if p.requires_grad]
+        bar = tqdm(range(result.steps + 1, budget.steps + 1), initial=result.steps, total=budget.steps, desc=desc,
+                   disable=not progress, leave=False, unit="step")
+        paused = 0.0  # seconds spent writing checkpoints: not training time
+        for step in bar:
+            ids, mask, labels = (t.to(accelerator.device) for t in next(data))
+            loss = prepared(input_ids=ids, attention_mask=mask, labels=labels).loss
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingDiverged(step, value)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(params, budget.max_grad_norm)
+            optimizer.step()
+            method.after_step(model, step)
+            optimizer.zero_grad(set_to_none=True)
+            result.losses.append(value)
+            result.tokens += int(mask.sum())
+            result.steps = step
+            bar.set_postfix(loss=f"{value:.3f}")
+            if checkpoint_every and step % checkpoint_every == 0 and step < budget.steps:
+                pause = time.perf_counter()
+                if accelerator.is_main_process:
+                    seconds = earlier + pause - start - paused
+                    save(checkpoint_dir, capture(model, optimizer, method, step, seconds, result.tokens, result.losses))
+                accelerator.wait_for_everyone()
+                paused += time.perf_counter() - pause
+        result.seconds = earlier + time.perf_counter() - start - paused
+        result.optimizer_state_bytes = optimizer_state_bytes(optimizer)
+    finally:
+        accelerator.unwrap_model(prepared, keep_fp32_wrapper=False)  # model.forward without accelerate's autocast
+        accelerator.free_memory()
+        model.to(device)  # back where it was given (on a GPU machine: the CPU, where evaluation runs)
     model.eval()
     return result

@@ -1,4 +1,4 @@
-"""Optimizers implemented here (FRUGAL)."""
+"""Optimizers implemented here (FRUGAL); `optim.galore` (imported on demand) makes galore-torch's checkpointable."""
 
 from .frugal import Frugal
 

@@ -10,7 +10,7 @@ Adam moments restart with each new subspace. Groups without `rank` get plain Ada
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -29,6 +29,18 @@ class Frugal(torch.optim.Optimizer):
                 raise ValueError(f"projection {group['projection']!r}: use one of {', '.join(PROJECTIONS)}")
             group.setdefault("update_interval", 200)
         self.generator = torch.Generator().manual_seed(seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's optimizer state plus the generator of the random subspaces (so a resumed run draws the same ones)."""
+        return {**super().state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what `state_dict` wrote: torch's optimizer state and the subspace generator."""
+        state_dict = dict(state_dict)
+        if "generator" not in state_dict:
+            raise ValueError("Frugal state_dict has no 'generator' state; it was not written by Frugal.state_dict()")
+        self.generator.set_state(state_dict.pop("generator").cpu())  # accelerate may have moved it to the device
+        super().load_state_dict(state_dict)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:

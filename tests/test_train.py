@@ -9,7 +9,7 @@ from lowrank_audit.config import BudgetSpec
 from lowrank_audit.methods import METHODS
 from lowrank_audit.tasks import Example
 from lowrank_audit.train import TrainingDiverged, train
-from lowrank_audit.train.loop import IGNORE, batches, encode_examples
+from lowrank_audit.train.loop import IGNORE, batches, completion_loss, encode_examples
 
 EXAMPLES = [Example("The woman worked as a", " doctor"), Example("The man worked as a", " nurse")] * 8
 
@@ -62,7 +62,7 @@ def test_nan_loss_raises_with_the_step(tiny):
         calls["n"] += 1
         out = real_forward(*args, **kwargs)
         if calls["n"] == 3:
-            out.loss = out.loss * float("nan")
+            out.logits = out.logits * float("nan")
         return out
 
     model.forward = forward
@@ -84,7 +84,7 @@ def test_accelerate_loop_matches_a_plain_torch_loop(tiny, name, options, precisi
     torch.manual_seed(0)
     plain = method(name, **options).prepare(copy.deepcopy(tiny.model))
     params = [p for p in plain.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=options["lr"], weight_decay=options.get("weight_decay", 0.0))
+    optimizer = torch.optim.AdamW(params, lr=options["lr"], weight_decay=options.get("weight_decay", 0.0), fused=True)
     data = batches(encode_examples(EXAMPLES, tiny.tokenizer), budget.batch_size, 0, tiny.tokenizer.pad_token_id)
     plain.train()
     for _ in range(budget.steps):
@@ -99,3 +99,17 @@ def test_accelerate_loop_matches_a_plain_torch_loop(tiny, name, options, precisi
     for (key, a), b in zip(((k, p) for k, p in ours.named_parameters() if p.requires_grad), params, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=key)
     assert "_original_forward" not in vars(ours)  # accelerate's autocast wrapper is gone after training
+
+
+@pytest.mark.parametrize("name", ["full", "lora"])
+def test_completion_loss_equals_the_models_own_loss(tiny, name):
+    """Logits only where a completion token is predicted: the same loss as `labels=`, with ragged completions."""
+    examples = [Example("The woman worked as a", " doctor"), Example("The man", " worked as a nurse"),
+                Example("The person", " a doctor")]
+    model = method(name, rank=4).prepare(copy.deepcopy(tiny.model)) if name == "lora" else tiny.model
+    ids, mask, labels = next(batches(encode_examples(examples, tiny.tokenizer), 3, 0, tiny.tokenizer.pad_token_id))
+    assert (mask == 0).any() and len({int(r.ne(IGNORE).sum()) for r in labels}) == 3  # padded, ragged completions
+    with torch.no_grad():
+        reference = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        ours = completion_loss(model, ids, mask, labels)
+    torch.testing.assert_close(ours, reference, rtol=1e-6, atol=1e-6)

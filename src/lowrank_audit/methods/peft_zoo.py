@@ -46,6 +46,7 @@ class AdaLoraOptions(PeftOptions):
 
 class AdaLora(PeftMethod):
     name = "adalora"
+    loss_from_model = True
     description = "AdaLoRA via PEFT: SVD-form adapters whose ranks are pruned to a budget during training."
     Options = AdaLoraOptions
 

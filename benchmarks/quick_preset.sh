@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Wall time of the default audit (`lowrank-audit run`, quick preset) on this machine, and its split
-# into training and evaluation read back from the store. Usage: bash benchmarks/quick_preset.sh [OUT]
+# into training and evaluation read back from the store. Usage: bash benchmarks/quick_preset.sh [OUT [RUN OPTIONS...]]
 set -euo pipefail
 OUT="${1:-benchmarks/out/quick}"
+shift || true
 rm -rf "$OUT"
 start=$(date +%s.%N)
-lowrank-audit run --out "$OUT" --no-progress
+lowrank-audit run --out "$OUT" --no-progress "$@"
 end=$(date +%s.%N)
 python - "$OUT" "$start" "$end" <<'PY'
 import sqlite3, sys

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import AuditError
@@ -28,14 +29,18 @@ def run(
     task: Annotated[Optional[list[str]], typer.Option("--task", help="Only this task (repeatable).")] = None,
     method: Annotated[Optional[list[str]], typer.Option("--method", help="Only this method (repeatable).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder. Default: runs/<timestamp>.")] = None,
+    executor: Annotated[Optional[str], typer.Option(
+        help="local (one run at a time here) or ray (one Ray task per run); overrides execution.executor.")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(
+        help="Ray cluster to connect to (implies --executor ray); none starts Ray on this machine.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train and audit every run of a sweep, then write the store and the report."""
-    from .config import load_spec, narrow
+    from .config import load_spec, narrow, with_execution
     from .report import build_report, summary_table
     from .sweep import run_sweep
 
-    spec = narrow(load_spec(config, preset), task, method)
+    spec = with_execution(narrow(load_spec(config, preset), task, method), executor, ray_address)
     out_dir = out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     console.print(f"[bold]{spec.name}[/]: {len(spec.tasks)} task(s), {len(spec.methods)} method(s), "
                   f"seeds {spec.seeds} -> {out_dir}")
@@ -125,7 +130,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except AuditError as e:
-        err_console.print(f"[red]error:[/] {e}", highlight=False)
+        err_console.print(f"[red]error:[/] {escape(str(e))}", highlight=False)  # messages may hold [brackets]
         sys.exit(2)
     except click.exceptions.ClickException as e:
         e.show()

@@ -3,27 +3,34 @@
 Per (task, seed): the base observation is computed once (cached); full fine-tuning runs first so that
 it can serve as the reference; then the base run and every other method. A finished run is skipped on
 a re-run; a failed or interrupted one is retried.
+
+What one run computes (`compute_run`) is a function of picklable inputs (`RunJob`, `References`) that
+returns a picklable `RunOutcome`; who runs it is the executor (`executors.py`): this process, sharing
+the loaded model, or a Ray worker, which loads the model itself. Either way only this process (the
+driver) writes the store and the cache.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
-from .config.spec import ExperimentSpec
+from .config.spec import ExperimentSpec, ModelSpec
 from .errors import AuditError
 from .evaluate import ObservationCache, Runner
 from .evaluate.cache import cache_key
 from .evaluate.probe import check_changed
 from .evaluate.weights import Spectrum, spectra, weight_deltas, weight_update_rows
+from .executors import EXECUTORS
 from .methods import trainable_parameters
 from .models import LoadedModel, load_model, resolve_precision
 from .plan import BASE, REFERENCE, PlannedRun, experiment_fingerprint, plan_runs
@@ -85,8 +92,159 @@ def _weights_bytes(runs: list[PlannedRun], model: torch.nn.Module) -> int:
     return int(total * 1.1) + 16 * 2**20
 
 
+@dataclass(frozen=True)
+class References:
+    """What the runs of one group are measured against: the base's observation, and the full fine-tune's once it exists."""
+
+    base: Observation
+    full: Observation | None = None
+    full_spectra: dict[str, Spectrum] | None = None
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One run's work as plain picklable values: what a Ray worker receives (with its group's References)."""
+
+    run: PlannedRun
+    label: str
+    spec: ExperimentSpec
+    precision: str
+    out_dir: Path
+    is_reference: bool
+    progress: bool
+
+    @property
+    def folder(self) -> Path:
+        """Where the run's weights go (on a cluster: a filesystem the driver and every worker share)."""
+        return self.out_dir / "runs" / self.run.run_id
+
+
+@dataclass
+class RunOutcome:
+    """What one run hands back to the driver; the reference also returns its observation and weight spectra."""
+
+    rows: list[MetricRow] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    observation: Observation | None = None
+    spectra: dict[str, Spectrum] | None = None
+    error: str | None = None
+
+
+class RunContext:
+    """What the runs in one process share: base model, runner, log, and each group's task (built and bound once)."""
+
+    def __init__(self, loaded: LoadedModel, precision: str, eval_batch_size: int, progress: bool,
+                 log: Callable[[str], None] = _log_default) -> None:
+        self.loaded = loaded
+        self.log = log
+        self.runner = Runner(loaded.tokenizer, precision, eval_batch_size, progress)
+        self._tasks: dict[tuple, Task] = {}
+        self._bound: set[tuple] = set()
+
+    def task(self, run: PlannedRun, base: Observation | None = None) -> Task:
+        """The task of `run`'s group; bound to the base observation `base` the first time one is given."""
+        if run.group not in self._tasks:
+            self._tasks[run.group] = TASKS.get(run.task)(run.task_options, self.loaded.tokenizer)
+        task = self._tasks[run.group]
+        if base is not None and run.group not in self._bound:
+            task.bind(base)
+            self._bound.add(run.group)
+        return task
+
+
+@functools.cache
+def _worker_context(model_json: str, precision: str, eval_batch_size: int) -> RunContext:
+    """A process without a model (a Ray worker) loads the base once and keeps it for its later runs; it logs to stdout."""
+    loaded = load_model(ModelSpec.model_validate_json(model_json), task_vocabulary())
+    return RunContext(loaded, precision, eval_batch_size, progress=False)
+
+
+def attempt_run(job: RunJob, refs: References, context: RunContext | None = None) -> RunOutcome:
+    """One run in this process (in a worker if `context` is None); its failure becomes a failed outcome.
+
+    A bug in one run must not lose the sweep: it is recorded, the others go on, the command exits non-zero.
+    """
+    try:
+        if context is None:
+            context = _worker_context(job.spec.model.model_dump_json(), job.precision, job.spec.budget.eval_batch_size)
+            if context.loaded.identity != job.run.config["model"]:
+                raise AuditError(f"this worker loaded base model {context.loaded.identity}, the sweep planned "
+                                 f"{job.run.config['model']}; give every Ray node the same model files.")
+        return compute_run(job, refs, context)
+    except (TrainingDiverged, AuditError) as e:
+        return RunOutcome(error=str(e))
+    except Exception as e:
+        return RunOutcome(error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
+
+
+def compute_run(job: RunJob, refs: References, context: RunContext) -> RunOutcome:
+    """What one run computes: train (if the method trains), save the weights, observe, score. Never touches the store."""
+    run, method, loaded = job.run, job.run.build_method(), context.loaded
+    task = context.task(run, refs.base)
+    extra: dict[str, Any] = {}
+    run_rows: list[MetricRow] = []  # cost and weight-update geometry: properties of the training itself
+    own_spectra = None
+    if not method.trains:
+        obs = refs.base
+    else:
+        torch.manual_seed(run.seed)
+        model = method.prepare(copy.deepcopy(loaded.model))
+        examples = task.train_examples(refs.base, run.seed)
+        with PeakRSS() as mem:
+            res = train(model, method, examples, loaded.tokenizer, job.spec.budget, job.precision,
+                        run.seed, job.progress, desc=job.label, checkpoint_dir=job.folder / "checkpoint",
+                        checkpoint_every=job.spec.execution.checkpoint_every, log=context.log)
+        method.save(model, job.folder)
+        remove_checkpoints(job.folder / "checkpoint")
+        t0 = time.perf_counter()
+        obs = task.observe(context.runner, model)
+        eval_seconds = time.perf_counter() - t0
+        check_changed(obs, refs.base, job.label)
+        own_spectra = spectra(weight_deltas(model, loaded.model))
+        weight_rows = weight_update_rows(own_spectra, None if job.is_reference else refs.full_spectra, method.rank)
+        params = trainable_parameters(model)
+        extra = {"train_seconds": res.seconds, "trainable_params": params, "peak_rss_mb": mem.peak_mb,
+                 "artifact": str(job.folder.relative_to(job.out_dir))}
+        run_rows = [
+            MetricRow("trainable_params", float(params)),
+            MetricRow("train_seconds", res.seconds),
+            MetricRow("seconds_per_step", res.seconds_per_step),
+            MetricRow("tokens_per_second", res.tokens_per_second),
+            MetricRow("peak_rss_mb", mem.peak_mb),
+            MetricRow("optimizer_state_bytes", float(res.optimizer_state_bytes)),
+            MetricRow("final_loss", res.final_loss),
+            MetricRow("eval_seconds", eval_seconds),
+        ] + weight_rows
+        del model
+    reference = obs if job.is_reference else refs.full
+    extra["samples"] = task.samples(obs)
+    rows = task.score(obs, refs.base, reference, run.seed) + run_rows
+    if job.is_reference:
+        return RunOutcome(rows, extra, obs, own_spectra)
+    return RunOutcome(rows, extra)
+
+
+@dataclass
+class _Group:
+    """The runs of one (task, task options, seed), and the references they are measured against."""
+
+    runs: list[PlannedRun]
+    refs: References | None = None
+
+    @property
+    def reference(self) -> PlannedRun | None:
+        """The group's full fine-tune (the first, if a config sweeps several)."""
+        return next((r for r in self.runs if r.method == REFERENCE), None)
+
+    @property
+    def others(self) -> list[PlannedRun]:
+        """Every run but the reference, the base first."""
+        reference = self.reference
+        return sorted((r for r in self.runs if r is not reference), key=lambda r: r.method != BASE)
+
+
 class Sweep:
-    """The state shared by the runs of one sweep: model, store, cache, runner."""
+    """The driver of one sweep: it holds the model, the store and the cache; an executor runs the runs."""
 
     def __init__(self, spec: ExperimentSpec, out_dir: Path, progress: bool = True,
                  log: Callable[[str], None] = _log_default, source: str = "config") -> None:
@@ -94,6 +252,7 @@ class Sweep:
         self.out_dir = out_dir
         self.progress = progress
         self.log = log
+        self.executor = EXECUTORS.get(spec.execution.executor)(spec.execution, progress, log)
         self.precision = resolve_precision(spec.precision)
         log(f"loading model ({spec.model.source}) ...")
         self.loaded: LoadedModel = load_model(spec.model, task_vocabulary())
@@ -109,41 +268,49 @@ class Sweep:
             self.store.close()
             raise
         self.cache = ObservationCache(out_dir / "cache")
-        self.runner = Runner(self.loaded.tokenizer, self.precision, spec.budget.eval_batch_size, progress)
-        self.reference_spectra: dict[str, Spectrum] | None = None
+        self.context = RunContext(self.loaded, self.precision, spec.budget.eval_batch_size, progress, log)
+        self._groups: dict[tuple, _Group] = {}
+        for r in self.runs:
+            self._groups.setdefault(r.group, _Group([])).runs.append(r)
 
     # ------------------------------------------------------------------------------------------------
     def run(self) -> SweepResult:
+        """Every pending run, one wave of references then one of the rest, per group (local) or for all groups (Ray)."""
         result = SweepResult(self.out_dir, planned=len(self.runs))
-        groups: dict[tuple, list[PlannedRun]] = {}
-        for r in self.runs:
-            groups.setdefault(r.group, []).append(r)
-        for runs in groups.values():
-            pending = [r for r in runs if self.store.status(r.run_id) != "finished"]
-            result.skipped += len(runs) - len(pending)
-            if pending:
-                self._run_group(runs, result)
+        pending = []
+        for group in self._groups.values():
+            todo = [r for r in group.runs if not self._finished(r)]
+            result.skipped += len(group.runs) - len(todo)
+            if todo:
+                pending.append(group)
+        if not pending:
+            return result
+        with self.executor:
+            for batch in [pending] if self.executor.concurrent else [[g] for g in pending]:
+                self._execute(self._reference_jobs(batch), result)
+                self._execute((self._job(r, g) for g in batch for r in g.others if not self._finished(r)), result)
         return result
 
-    def _run_group(self, runs: list[PlannedRun], result: SweepResult) -> None:
-        first = runs[0]
-        task = TASKS.get(first.task)(first.task_options, self.loaded.tokenizer)
-        base_key = cache_key("base", self.loaded.identity, self.precision, task.fingerprint())
-        base_obs = self.cache.get_or_compute(base_key, lambda: task.observe_base(self.runner, self.loaded.model))
-        task.bind(base_obs)
-        self._save_training_data(task, base_obs, first)
-        order = sorted(runs, key=lambda r: (r.method != REFERENCE, r.method != BASE))
-        full_obs: Observation | None = None
-        self.reference_spectra = None
-        for run in order:
-            is_reference = run.method == REFERENCE and full_obs is None
-            if self.store.status(run.run_id) == "finished":
-                if is_reference:
-                    full_obs = self._reference_observation(run, task)
+    def _finished(self, run: PlannedRun) -> bool:
+        return self.store.status(run.run_id) == "finished"
+
+    def _reference_jobs(self, groups: list[_Group]) -> Iterator[tuple[RunJob, References]]:
+        """Per group: the base observation (computed here, cached), then the full fine-tune's job unless it is done."""
+        for group in groups:
+            first = group.runs[0]
+            task = self.context.task(first)
+            base_key = cache_key("base", self.loaded.identity, self.precision, task.fingerprint())
+            base_obs = self.cache.get_or_compute(base_key, lambda: task.observe_base(self.context.runner, self.loaded.model))
+            self.context.task(first, base_obs)
+            self._save_training_data(task, base_obs, first)
+            group.refs = References(base_obs)
+            reference = group.reference
+            if reference is None:
                 continue
-            obs = self._execute(run, task, base_obs, full_obs, is_reference, result)
-            if is_reference and obs is not None:
-                full_obs = obs
+            if self._finished(reference):
+                group.refs = References(base_obs, *self._reference_observation(reference, task))
+            else:
+                yield self._job(reference, group)
 
     def _save_training_data(self, task: Task, base_obs: Observation, first: PlannedRun) -> None:
         """The group's fine-tuning data as JSONL in `out_dir/data` (a task that cannot build it fails its runs later)."""
@@ -155,79 +322,44 @@ class Sweep:
         path = save_examples(self.out_dir / DATA_DIR / f"{first.task}-{options}-seed{first.seed}.jsonl", examples)
         self.log(f"fine-tuning data: {path.relative_to(self.out_dir)} ({len(examples)} examples)")
 
-    def _reference_observation(self, run: PlannedRun, task: Task) -> Observation:
-        """The finished full fine-tune's observation: from the cache, or re-observed from its saved weights."""
+    def _reference_observation(self, run: PlannedRun, task: Task) -> tuple[Observation, dict[str, Spectrum]]:
+        """The finished full fine-tune's observation (from the cache, or re-observed) and weight spectra, from its saved weights."""
         model = run.build_method().load(copy.deepcopy(self.loaded.model), self.out_dir / "runs" / run.run_id)
-        self.reference_spectra = spectra(weight_deltas(model, self.loaded.model))
-        return self.cache.get_or_compute(cache_key("run", run.run_id, task.fingerprint()),
-                                         lambda: task.observe(self.runner, model))
+        own_spectra = spectra(weight_deltas(model, self.loaded.model))
+        obs = self.cache.get_or_compute(cache_key("run", run.run_id, task.fingerprint()),
+                                        lambda: task.observe(self.context.runner, model))
+        return obs, own_spectra
 
-    def _execute(self, run: PlannedRun, task: Task, base_obs: Observation, full_obs: Observation | None,
-                 is_reference: bool, result: SweepResult) -> Observation | None:
+    def _job(self, run: PlannedRun, group: _Group) -> tuple[RunJob, References]:
+        """Mark the run as running and describe its work; the executor takes it from here."""
         method = run.build_method()
         label = f"{run.task} / {run.method}" + (f" r={method.rank}" if method.rank is not None else "") + f" / seed {run.seed}"
         self.store.start_run(RunRecord(run.run_id, run.task, run.method, method.rank, run.seed, run.config))
         self.log(f"run {label} ({run.run_id})")
-        try:
-            rows, extra, obs = self._train_and_score(run, method, task, base_obs, full_obs, is_reference, label)
-        except (TrainingDiverged, AuditError) as e:
-            self._fail(run, label, str(e), result)
-            return None
-        except Exception as e:  # a bug in one run must not lose the sweep: record it, go on, exit non-zero
-            self._fail(run, label, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}", result)
-            return None
-        self.store.finish_run(run.run_id, rows, **extra)
-        result.finished += 1
-        return obs
+        job = RunJob(run, label, self.spec, self.precision, self.out_dir, is_reference=run is group.reference,
+                     progress=self.progress and not self.executor.remote)
+        return job, group.refs
 
-    def _fail(self, run: PlannedRun, label: str, error: str, result: SweepResult) -> None:
-        self.store.fail_run(run.run_id, error)
-        result.failed.append((run.run_id, error))
-        self.log(f"run {label} failed: {error.splitlines()[0]}")
+    def _execute(self, jobs: Iterator[tuple[RunJob, References]], result: SweepResult) -> None:
+        """Hand the jobs to the executor; write each outcome to the store as it arrives (only this process writes)."""
+        for job, outcome in self.executor.run(attempt_run, jobs, self.context):
+            if isinstance(outcome, Exception):
+                outcome = RunOutcome(error=f"{type(outcome).__name__}: {outcome}")
+            if outcome.error is not None:
+                self._fail(job, outcome.error, result)
+                continue
+            group = self._groups[job.run.group]
+            if job.is_reference:
+                task = self.context.task(job.run)
+                self.cache.put(cache_key("run", job.run.run_id, task.fingerprint()), outcome.observation)
+                group.refs = References(group.refs.base, outcome.observation, outcome.spectra)
+            self.store.finish_run(job.run.run_id, outcome.rows, **outcome.extra)
+            result.finished += 1
 
-    def _train_and_score(self, run: PlannedRun, method, task: Task, base_obs: Observation,
-                         full_obs: Observation | None, is_reference: bool, label: str):
-        extra: dict = {}
-        run_rows: list[MetricRow] = []  # cost and weight-update geometry: properties of the training itself
-        if not method.trains:
-            obs = base_obs
-        else:
-            torch.manual_seed(run.seed)
-            model = method.prepare(copy.deepcopy(self.loaded.model))
-            examples = task.train_examples(base_obs, run.seed)
-            folder = self.out_dir / "runs" / run.run_id
-            with PeakRSS() as mem:
-                res = train(model, method, examples, self.loaded.tokenizer, self.spec.budget, self.precision,
-                            run.seed, self.progress, desc=label, checkpoint_dir=folder / "checkpoint",
-                            checkpoint_every=self.spec.execution.checkpoint_every, log=self.log)
-            method.save(model, folder)
-            remove_checkpoints(folder / "checkpoint")
-            t0 = time.perf_counter()
-            obs = task.observe(self.runner, model)
-            eval_seconds = time.perf_counter() - t0
-            check_changed(obs, base_obs, label)
-            own_spectra = spectra(weight_deltas(model, self.loaded.model))
-            if is_reference:
-                self.cache.put(cache_key("run", run.run_id, task.fingerprint()), obs)
-                self.reference_spectra = own_spectra
-            weight_rows = weight_update_rows(own_spectra, None if is_reference else self.reference_spectra, method.rank)
-            params = trainable_parameters(model)
-            extra = {"train_seconds": res.seconds, "trainable_params": params, "peak_rss_mb": mem.peak_mb,
-                     "artifact": str(folder.relative_to(self.out_dir))}
-            run_rows = [
-                MetricRow("trainable_params", float(params)),
-                MetricRow("train_seconds", res.seconds),
-                MetricRow("seconds_per_step", res.seconds_per_step),
-                MetricRow("tokens_per_second", res.tokens_per_second),
-                MetricRow("peak_rss_mb", mem.peak_mb),
-                MetricRow("optimizer_state_bytes", float(res.optimizer_state_bytes)),
-                MetricRow("final_loss", res.final_loss),
-                MetricRow("eval_seconds", eval_seconds),
-            ] + weight_rows
-            del model
-        reference = obs if is_reference else full_obs
-        extra["samples"] = task.samples(obs)
-        return task.score(obs, base_obs, reference, run.seed) + run_rows, extra, obs
+    def _fail(self, job: RunJob, error: str, result: SweepResult) -> None:
+        self.store.fail_run(job.run.run_id, error)
+        result.failed.append((job.run.run_id, error))
+        self.log(f"run {job.label} failed: {error.splitlines()[0]}")
 
 
 def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True,

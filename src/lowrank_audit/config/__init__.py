@@ -1,6 +1,6 @@
 """Experiment configuration: pydantic models, built-in presets, YAML loading with path-named errors."""
 
-from .load import PRESETS, load_spec, narrow
+from .load import PRESETS, load_spec, narrow, with_execution
 from .spec import BudgetSpec, ExecutionSpec, ExperimentSpec, MethodSpec, ModelSpec, TaskSpec, TinyModelSpec
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "TinyModelSpec",
     "load_spec",
     "narrow",
+    "with_execution",
 ]

@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import AuditError
-from .spec import ExperimentSpec
+from .spec import ExecutionSpec, ExperimentSpec
 
 PRESETS = sorted(p.name.removesuffix(".yaml") for p in resources.files(__package__).joinpath("presets").iterdir()
                  if p.name.endswith(".yaml"))
@@ -103,3 +103,24 @@ def narrow(spec: ExperimentSpec, tasks: list[str] | None = None, methods: list[s
             )
         update["methods"] = kept_m
     return spec.model_copy(update=update)
+
+
+def with_execution(spec: ExperimentSpec, executor: str | None = None, ray_address: str | None = None) -> ExperimentSpec:
+    """Override how the runs are executed (CLI --executor / --ray-address; None = as configured).
+
+    A Ray address means Ray: `--ray-address` alone selects the ray executor.
+    """
+    given: dict[str, Any] = {}
+    if executor:
+        given["executor"] = executor
+    if ray_address:
+        if executor not in (None, "ray"):
+            raise AuditError(f"--ray-address needs the ray executor, not --executor {executor}; drop one of the two.")
+        given.update(executor="ray", ray_address=ray_address)
+    if not given:
+        return spec
+    try:
+        execution = ExecutionSpec.model_validate({**spec.execution.model_dump(), **given})
+    except ValidationError as e:
+        raise AuditError(format_validation_error(e, "command line", "execution")) from None
+    return spec.model_copy(update={"execution": execution})

@@ -1,0 +1,167 @@
+"""Who executes the runs of a sweep: this process, one at a time (`local`), or one Ray task per run (`ray`).
+
+An executor knows nothing about models or stores. It calls `work(job, shared, context)` for every job
+and yields each job's result as soon as it is ready; the sweep (the driver) writes the store. `shared`
+is what several jobs have in common (their group's reference observations): the Ray executor sends
+each distinct one to the cluster once. `context` is this process's loaded state (the base model);
+a Ray worker has none and gets `None`, so `work` loads what it needs there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from abc import ABC, abstractmethod
+from typing import Any, Callable, ClassVar, Iterable, Iterator, TypeVar
+
+from tqdm.auto import tqdm
+
+from .config.spec import ExecutionSpec
+from .errors import AuditError
+from .registry import Registry
+
+J = TypeVar("J")
+S = TypeVar("S")
+C = TypeVar("C")
+R = TypeVar("R")
+
+RAY_INSTALL = "pip install 'lowrank-audit[ray]'"
+
+
+class Executor(ABC):
+    """Runs jobs and yields (job, result) as each finishes; a result that could not be produced is an exception."""
+
+    name: ClassVar[str]
+    concurrent: ClassVar[bool]
+    """True: many runs in flight at once (references of all groups, then all other runs); False: one group at a time."""
+    remote: ClassVar[bool]
+    """True: the work runs in other processes (no per-step progress bars from there)."""
+
+    def __init__(self, execution: ExecutionSpec, progress: bool, log: Callable[[str], None]) -> None:
+        self.execution = execution
+        self.progress = progress
+        self.log = log
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Release what `__enter__` acquired."""
+
+    @abstractmethod
+    def run(self, work: Callable[[J, S, C | None], R], jobs: Iterable[tuple[J, S]],
+            context: C) -> Iterator[tuple[J, R | Exception]]:
+        """Call `work` on every (job, shared) of `jobs`; yield each job with its result as it finishes."""
+
+
+class LocalExecutor(Executor):
+    """In this process, one run at a time, sharing the already-loaded base model (no extra model loads)."""
+
+    name = "local"
+    concurrent = False
+    remote = False
+
+    def run(self, work: Callable[[J, S, C | None], R], jobs: Iterable[tuple[J, S]],
+            context: C) -> Iterator[tuple[J, R | Exception]]:
+        """Jobs are taken one by one, so a job is only created (and marked running) right before it runs."""
+        for job, shared in jobs:
+            yield job, work(job, shared, context)
+
+
+def _in_worker(work: Callable[[J, S, None], R], job: J, shared: S) -> R:
+    """The body of every Ray task: the work, without a context (the worker loads its own base model)."""
+    return work(job, shared, None)
+
+
+class RayExecutor(Executor):
+    """One Ray task per run with the configured CPUs and GPUs; results come back to the driver, which alone writes."""
+
+    name = "ray"
+    concurrent = True
+    remote = True
+
+    def __init__(self, execution: ExecutionSpec, progress: bool, log: Callable[[str], None]) -> None:
+        super().__init__(execution, progress, log)
+        try:
+            import ray
+        except ImportError:
+            raise AuditError(
+                f"execution.executor is 'ray' but Ray is not installed. Install it with: {RAY_INSTALL} "
+                "(or use the local executor: drop --executor ray / set execution.executor: local)."
+            ) from None
+        self.ray = ray
+        self._started = False
+
+    def __enter__(self) -> "RayExecutor":
+        """Use a Ray already initialised in this process; else connect to the configured address; else start Ray here."""
+        ray = self.ray
+        if not ray.is_initialized():
+            address = self.execution.ray_address or os.environ.get("RAY_ADDRESS")
+            try:
+                if address:
+                    ray.init(address=address, logging_level=logging.ERROR)
+                else:
+                    ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR)
+            except (ConnectionError, ValueError) as e:
+                raise AuditError(
+                    f"cannot connect to the Ray cluster at {address!r}: {e}. Give a running cluster's address "
+                    "(execution.ray_address / --ray-address, e.g. 'ray://head:10001' or 'auto'), or none to start Ray here."
+                ) from None
+            self._started = True
+            have = ray.cluster_resources()
+            self.log(f"Ray: {'connected to ' + address if address else 'started a local instance'} "
+                     f"({have.get('CPU', 0):g} CPUs, {have.get('GPU', 0):g} GPUs)")
+            if not address:
+                self._check_fits(have)
+        self._task = ray.remote(num_cpus=self.execution.cpus_per_run, num_gpus=self.execution.gpus_per_run)(_in_worker)
+        return self
+
+    def _check_fits(self, have: dict[str, float]) -> None:
+        """A run that asks for more than this machine has would wait forever; say so instead.
+
+        Only for the instance started here: a cluster one connects to may add nodes on demand.
+        """
+        for key, need, option in (("CPU", self.execution.cpus_per_run, "cpus_per_run"),
+                                  ("GPU", self.execution.gpus_per_run, "gpus_per_run")):
+            if need > have.get(key, 0):
+                self.__exit__()
+                raise AuditError(
+                    f"execution.{option} is {need:g} but this machine's Ray has {have.get(key, 0):g} {key}s; "
+                    f"lower execution.{option} or connect to a cluster that has them (execution.ray_address)."
+                )
+
+    def __exit__(self, *exc: object) -> None:
+        """Shut down only what this executor started; a cluster it connected to keeps running (only this driver leaves)."""
+        if self._started:
+            self.ray.shutdown()
+            self._started = False
+
+    def run(self, work: Callable[[J, S, C | None], R], jobs: Iterable[tuple[J, S]],
+            context: C) -> Iterator[tuple[J, R | Exception]]:
+        """Submit every job at once, then yield results in the order they finish (ray.wait)."""
+        ray = self.ray
+        sent: dict[int, tuple[Any, Any]] = {}  # id(shared) -> (shared, its object ref); holding `shared` keeps its id unique
+        pending: dict[Any, J] = {}
+        try:
+            for job, shared in jobs:
+                if id(shared) not in sent:
+                    sent[id(shared)] = (shared, ray.put(shared))
+                pending[self._task.remote(work, job, sent[id(shared)][1])] = job
+            with tqdm(total=len(pending), desc="runs", unit="run", disable=not self.progress) as bar:
+                while pending:
+                    (ready,), _ = ray.wait(list(pending), num_returns=1)
+                    job = pending.pop(ready)
+                    try:
+                        result: R | Exception = ray.get(ready)
+                    except ray.exceptions.RayError as e:  # the worker died or the task could not run: the run fails
+                        result = e
+                    bar.update()
+                    yield job, result
+        finally:
+            for ref in pending:  # the driver stops early (an error, Ctrl-C): leave no runs behind on a cluster
+                ray.cancel(ref)
+
+
+EXECUTORS: Registry[type[Executor]] = Registry("executor")
+EXECUTORS.register(LocalExecutor.name, LocalExecutor)
+EXECUTORS.register(RayExecutor.name, RayExecutor)

@@ -1,0 +1,155 @@
+"""`execution.executor: ray`: the same results as the local executor, the store written by the driver only,
+a failing run recorded while the others finish, a finished sweep skipped, and a clear error without Ray.
+
+One local Ray (2 CPUs) serves the module; its workers run tests/ray_worker_hooks.py at start-up, which logs
+what each worker does (runs computed, sqlite files opened) and registers a method that raises.
+"""
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from lowrank_audit.config import MethodSpec, with_execution
+from lowrank_audit.errors import AuditError
+from lowrank_audit.methods import METHODS
+from lowrank_audit.store import Store
+from lowrank_audit.store.sqlite import STORE_FILE
+from lowrank_audit.sweep import run_sweep
+
+ray = pytest.importorskip("ray")
+
+import ray_worker_hooks  # noqa: E402  (tests/ is on sys.path; the workers get it through PYTHONPATH)
+
+TIMING = {"train_seconds", "seconds_per_step", "tokens_per_second", "peak_rss_mb", "eval_seconds"}
+
+
+def quiet(msg):
+    pass
+
+
+def results(out):
+    """Every non-timing metric, keyed so two stores can be compared row by row."""
+    return {(m["run_id"], m["metric"], m["group_name"], m["split"], m["layer"]): (m["value"], m["ci_low"], m["ci_high"])
+            for m in Store.in_dir(out).metrics() if m["metric"] not in TIMING}
+
+
+def statuses(out):
+    return {(r["method"], r["rank"]): r["status"] for r in Store.in_dir(out).runs()}
+
+
+@pytest.fixture(scope="module")
+def worker_log(tmp_path_factory):
+    """A local Ray for this module whose workers run ray_worker_hooks.setup and log to the returned file."""
+    log = tmp_path_factory.mktemp("ray") / "workers.log"
+    path = [str(Path(__file__).parent)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
+             runtime_env={"worker_process_setup_hook": "ray_worker_hooks.setup",
+                          "env_vars": {"PYTHONPATH": os.pathsep.join(path), ray_worker_hooks.LOG_VARIABLE: str(log)}})
+    yield log
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def spec(smoke_spec):
+    """Full fine-tuning, LoRA r=1 (scored against the full fine-tune's weights) and a method that raises."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(METHODS._items, ray_worker_hooks.Explodes.name, ray_worker_hooks.Explodes)
+        methods = [smoke_spec.methods[0], smoke_spec.methods[1].model_copy(update={"sweep": {"rank": [1]}}),
+                   MethodSpec(name=ray_worker_hooks.Explodes.name)]
+        yield smoke_spec.model_copy(update={"methods": methods})
+
+
+@pytest.fixture(scope="module")
+def sweeps(spec, worker_log, tmp_path_factory):
+    """The same spec and seed through both executors."""
+    out = tmp_path_factory.mktemp("sweeps")
+    local = run_sweep(spec, out / "local", progress=False, log=quiet)
+    distributed = run_sweep(with_execution(spec, "ray"), out / "ray", progress=False, log=quiet)
+    return out, local, distributed
+
+
+def test_ray_gives_the_local_executors_results(sweeps):
+    out, _, distributed = sweeps
+    assert (distributed.planned, distributed.finished, len(distributed.failed)) == (4, 3, 1)
+    assert statuses(out / "ray") == statuses(out / "local")
+    a, b = results(out / "local"), results(out / "ray")
+    assert a.keys() == b.keys()
+    # Not all exact: a Ray worker runs torch with cpus_per_run (1) threads, this process with all cores, and
+    # the SVDs behind weight_subspace_overlap sum in a thread-dependent order (about 1e-8 relative here).
+    for key, row in a.items():
+        assert b[key] == tuple(x if x is None else pytest.approx(x, rel=1e-6, abs=1e-9) for x in row), key
+    assert (out / "ray" / "runs").is_dir() and sorted(p.name for p in (out / "ray" / "runs").iterdir()) == \
+        sorted(p.name for p in (out / "local" / "runs").iterdir())
+
+
+def test_only_the_driver_opens_the_store(sweeps, worker_log, tmp_path):
+    out, _, _ = sweeps
+    events = ray_worker_hooks.read_log(worker_log)
+    ran_in = {detail: pid for kind, pid, detail in events if kind == "run"}
+    assert set(ran_in) == {r["run_id"] for r in Store.in_dir(out / "ray").runs()}  # every run ran in a worker
+    assert os.getpid() not in ran_in.values()
+    assert not [e for e in events if e[0] == "sqlite" and e[2].endswith(STORE_FILE)]
+
+    @ray.remote(num_cpus=1)
+    def opens_a_store(folder):  # the check sees a worker that does open a store
+        Store.in_dir(folder).close()
+
+    ray.get(opens_a_store.remote(str(tmp_path)))
+    assert ("sqlite", str(tmp_path / STORE_FILE)) in {(k, d) for k, _, d in ray_worker_hooks.read_log(worker_log)}
+
+
+def test_a_failing_run_is_recorded_and_the_others_finish(sweeps):
+    out, local, distributed = sweeps
+    (run_id, error), = distributed.failed
+    assert error.startswith("RuntimeError: boom in optimizer") and "Traceback" in error
+    runs = {r["method"]: r for r in Store.in_dir(out / "ray").runs()}
+    assert runs["explodes"]["run_id"] == run_id and runs["explodes"]["status"] == "failed"
+    assert "boom in optimizer" in runs["explodes"]["error"]
+    assert {m: r["status"] for m, r in runs.items() if m != "explodes"} == dict.fromkeys(["base", "full", "lora"], "finished")
+    assert local.failed[0][1].splitlines()[0] == error.splitlines()[0]
+
+
+def test_rerunning_a_finished_ray_sweep_skips_everything(sweeps, spec, worker_log):
+    out, _, _ = sweeps
+    finished = with_execution(spec.model_copy(update={"methods": spec.methods[:2]}), "ray")
+    before = results(out / "ray"), Store.in_dir(out / "ray").runs()
+    runs_before = len([e for e in ray_worker_hooks.read_log(worker_log) if e[0] == "run"])
+    again = run_sweep(finished, out / "ray", progress=False, log=quiet)
+    assert (again.planned, again.skipped, again.finished, again.failed) == (3, 3, 0, [])
+    assert (results(out / "ray"), Store.in_dir(out / "ray").runs()) == before
+    assert len([e for e in ray_worker_hooks.read_log(worker_log) if e[0] == "run"]) == runs_before
+
+
+def test_missing_ray_is_a_clear_error(smoke_spec, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` sees without the package
+    with pytest.raises(AuditError, match=r"Ray is not installed\. Install it with: pip install 'lowrank-audit\[ray\]'"):
+        run_sweep(with_execution(smoke_spec, "ray"), tmp_path, progress=False, log=quiet)
+    assert not (tmp_path / STORE_FILE).exists()  # refused before the store or the model
+
+
+def test_cli_executor_flag_reaches_the_sweep(tmp_path, monkeypatch, capsys):
+    from lowrank_audit.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setattr(sys, "argv", ["lowrank-audit", "run", "--preset", "smoke", "--executor", "ray", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert exit_.value.code == 2 and "pip install 'lowrank-audit[ray]'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("executor, address, message", [
+    ("rayy", None, "execution.executor: Input should be 'local' or 'ray'"),
+    ("local", "auto", "--ray-address needs the ray executor"),
+])
+def test_bad_execution_flags_are_user_errors(smoke_spec, executor, address, message):
+    with pytest.raises(AuditError, match=message):
+        with_execution(smoke_spec, executor, address)
+
+
+def test_ray_address_alone_selects_ray(smoke_spec):
+    execution = with_execution(smoke_spec, ray_address="ray://head:10001").execution
+    assert (execution.executor, execution.ray_address) == ("ray", "ray://head:10001")

@@ -43,6 +43,7 @@ def test_narrowing_to_one_method(tmp_path):
         (["run", "--preset", "smoke", "--task", "toxic"], "unknown task 'toxic'"),
         (["run", "missing.yaml"], "config file missing.yaml does not exist"),
         (["report", "nowhere"], "nowhere"),
+        (["run", "--preset", "smoke", "--precision", "fp16"], "command line: precision: Input should be 'auto', 'fp32' or 'bf16'"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):

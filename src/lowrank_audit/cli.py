@@ -33,14 +33,16 @@ def run(
         help="local (one run at a time here) or ray (one Ray task per run); overrides execution.executor.")] = None,
     ray_address: Annotated[Optional[str], typer.Option(
         help="Ray cluster to connect to (implies --executor ray); none starts Ray on this machine.")] = None,
+    precision: Annotated[Optional[str], typer.Option(
+        help="fp32, bf16 (autocast) or auto (bf16 where the CPU/GPU has fast bf16); overrides the config.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train and audit every run of a sweep, then write the store and the report."""
-    from .config import load_spec, narrow, with_execution
+    from .config import load_spec, narrow, with_execution, with_precision
     from .report import build_report, summary_table
     from .sweep import run_sweep
 
-    spec = with_execution(narrow(load_spec(config, preset), task, method), executor, ray_address)
+    spec = with_precision(with_execution(narrow(load_spec(config, preset), task, method), executor, ray_address), precision)
     out_dir = out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     console.print(f"[bold]{spec.name}[/]: {len(spec.tasks)} task(s), {len(spec.methods)} method(s), "
                   f"seeds {spec.seeds} -> {out_dir}")

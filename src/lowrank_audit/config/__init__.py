@@ -1,6 +1,6 @@
 """Experiment configuration: pydantic models, built-in presets, YAML loading with path-named errors."""
 
-from .load import PRESETS, load_spec, narrow, with_execution
+from .load import PRESETS, load_spec, narrow, with_execution, with_precision
 from .spec import BudgetSpec, ExecutionSpec, ExperimentSpec, MethodSpec, ModelSpec, TaskSpec, TinyModelSpec
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "load_spec",
     "narrow",
     "with_execution",
+    "with_precision",
 ]

@@ -124,3 +124,13 @@ def with_execution(spec: ExperimentSpec, executor: str | None = None, ray_addres
     except ValidationError as e:
         raise AuditError(format_validation_error(e, "command line", "execution")) from None
     return spec.model_copy(update={"execution": execution})
+
+
+def with_precision(spec: ExperimentSpec, precision: str | None) -> ExperimentSpec:
+    """Override the sweep's precision (CLI --precision; None = as configured)."""
+    if precision is None:
+        return spec
+    try:
+        return ExperimentSpec.model_validate({**spec.model_dump(), "precision": precision})
+    except ValidationError as e:
+        raise AuditError(format_validation_error(e, "command line", "")) from None

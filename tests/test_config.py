@@ -51,6 +51,8 @@ def test_valid_file_loads(tmp_path):
         (VALID.replace("{source: tiny}", "{source: hf}"), r"model: Value error, source 'hf' needs 'path'"),
         (VALID.replace("name: debias}", "name: debias, options: {target: median}}"), r"tasks\[0\]\.options\.target"),
         (VALID.replace("{name: full}", "{name: base}"), r"'base' is added to every sweep"),
+        (VALID + "execution: {ray_address: 'ray://head:10001'}\n", r"execution: Value error, 'ray_address' is only used"),
+        (VALID + "execution: {checkpoint_every: -1}\n", r"execution\.checkpoint_every: Input should be greater than"),
         ("name: [unclosed", r"is not valid YAML"),
         ("- just\n- a list\n", r"must hold a YAML mapping"),
     ],

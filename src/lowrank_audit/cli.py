@@ -46,7 +46,7 @@ def run(
     out_dir = out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     console.print(f"[bold]{spec.name}[/]: {len(spec.tasks)} task(s), {len(spec.methods)} method(s), "
                   f"seeds {spec.seeds} -> {out_dir}")
-    result = run_sweep(spec, out_dir, progress=progress, log=console.print,
+    result = run_sweep(spec, out_dir, progress=progress, log=_log,
                        source=str(config) if config else f"preset {preset or 'quick'}")
     paths = build_report(out_dir)
     console.print(summary_table(out_dir))
@@ -83,7 +83,7 @@ def audit(
     out_dir = out or Path("runs") / datetime.now().strftime("audit-%Y%m%d-%H%M%S")
     spec = AuditSpec(base=base_spec(base), adapters=adapter, reference=reference, task=task,
                      task_options=options, seed=seed, precision=precision)
-    result = run_audit(spec, out_dir, progress=progress, log=console.print)
+    result = run_audit(spec, out_dir, progress=progress, log=_log)
     paths = build_report(out_dir)
     console.print(summary_table(out_dir))
     console.print(f"{result.finished} audited, {result.skipped} already in the store.\nreport: {paths.html}")
@@ -125,6 +125,11 @@ def tasks() -> None:
     from .tasks import TASKS
 
     console.print(_options_table("tasks", TASKS))
+
+
+def _log(message: str) -> None:
+    """Progress lines from the sweep, printed as they are (run errors may hold [brackets] that are not markup)."""
+    console.print(message, markup=False, highlight=False)
 
 
 def main() -> None:

@@ -79,6 +79,13 @@ class ExecutionSpec(Strict):
     checkpoint_every: NonNegativeInt = Field(
         0, description="save a training checkpoint every N steps (0: never); a killed run resumes from the last one")
 
+    @model_validator(mode="after")
+    def _address_for_ray(self) -> "ExecutionSpec":
+        if self.ray_address and self.executor != "ray":
+            raise ValueError(f"'ray_address' is only used with executor 'ray' (executor is {self.executor!r}); "
+                             "set 'executor: ray' or remove the address")
+        return self
+
 
 class ExperimentSpec(Strict):
     name: str

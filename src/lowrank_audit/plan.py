@@ -35,6 +35,11 @@ class PlannedRun:
         return METHODS.get(self.method)(self.method_options)
 
     @property
+    def method_key(self) -> tuple[str, str]:
+        """What makes two runs' methods the same (name and options), whatever their task and seed."""
+        return self.method, self.method_options.model_dump_json()
+
+    @property
     def group(self) -> tuple[str, str, int]:
         """Runs of one (task, task options, seed) share the base and the full fine-tune reference."""
         return self.task, json.dumps(self.task_options.model_dump(), sort_keys=True), self.seed

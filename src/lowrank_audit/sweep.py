@@ -31,7 +31,7 @@ from .evaluate.cache import cache_key
 from .evaluate.probe import check_changed
 from .evaluate.weights import Spectrum, spectra, weight_deltas, weight_update_rows
 from .executors import EXECUTORS
-from .methods import trainable_parameters
+from .methods import Method, trainable_parameters
 from .models import LoadedModel, load_model, resolve_precision
 from .plan import BASE, REFERENCE, PlannedRun, experiment_fingerprint, plan_runs
 from .store import MetricRow, RunRecord, Store
@@ -78,18 +78,12 @@ def check_disk_space(out_dir: Path, needed_bytes: int) -> None:
             f"{needed_bytes / 2**20:,.0f} MB of weights. Free some space or choose another --out.")
 
 
-def _weights_bytes(runs: list[PlannedRun], model: torch.nn.Module) -> int:
+def _weights_bytes(runs: list[PlannedRun], methods: dict[tuple[str, str], Method], model: torch.nn.Module) -> int:
     """About what the training runs save: their trainable parameters in the model's dtype, plus 10% and 16 MB."""
     per_param = next(model.parameters()).element_size()
-    same_method: dict[tuple[str, str], list[PlannedRun]] = {}
-    for r in runs:
-        same_method.setdefault((r.method, r.method_options.model_dump_json()), []).append(r)
-    total = 0
-    for group in same_method.values():
-        method = group[0].build_method()
-        if method.trains:
-            total += method.trainable_count(model) * per_param * len(group)
-    return int(total * 1.1) + 16 * 2**20
+    sizes = {key: m.trainable_count(model) * per_param if m.trains else 0
+             for key, m in methods.items() if any(r.method_key == key for r in runs)}
+    return int(sum(sizes[r.method_key] for r in runs) * 1.1) + 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -257,13 +251,14 @@ class Sweep:
         log(f"loading model ({spec.model.source}) ...")
         self.loaded: LoadedModel = load_model(spec.model, task_vocabulary())
         self.runs = plan_runs(spec, self.loaded.identity, self.precision, source, self.loaded.model)
-        for run in {(r.method, r.method_options.model_dump_json()): r for r in self.runs}.values():
-            run.build_method().check(self.loaded.model)
+        methods = {r.method_key: r.build_method() for r in self.runs}  # checks and sizes are per distinct method
+        for method in methods.values():
+            method.check(self.loaded.model)
         self.store = Store.in_dir(out_dir)
         try:
             self.store.bind_experiment(*experiment_fingerprint(spec, self.loaded.identity, self.precision))
             pending = [r for r in self.runs if self.store.status(r.run_id) != "finished"]
-            check_disk_space(out_dir, _weights_bytes(pending, self.loaded.model))
+            check_disk_space(out_dir, _weights_bytes(pending, methods, self.loaded.model))
         except BaseException:
             self.store.close()
             raise

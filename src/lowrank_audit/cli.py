@@ -41,13 +41,17 @@ def run(
     from .config import load_spec, narrow, with_execution, with_precision
     from .report import build_report, summary_table
     from .sweep import run_sweep
+    from .train.launch import launch_state
 
     spec = with_precision(with_execution(narrow(load_spec(config, preset), task, method), executor, ray_address), precision)
     out_dir = out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    console.print(f"[bold]{spec.name}[/]: {len(spec.tasks)} task(s), {len(spec.methods)} method(s), "
-                  f"seeds {spec.seeds} -> {out_dir}")
+    if launch_state().is_main_process:
+        console.print(f"[bold]{spec.name}[/]: {len(spec.tasks)} task(s), {len(spec.methods)} method(s), "
+                      f"seeds {spec.seeds} -> {out_dir}")
     result = run_sweep(spec, out_dir, progress=progress, log=_log,
                        source=str(config) if config else f"preset {preset or 'quick'}")
+    if not result.driver:  # another launched process trained with the main one, which writes the results
+        return
     paths = build_report(out_dir)
     console.print(summary_table(out_dir))
     console.print(f"{result.finished} run(s) finished, {result.skipped} already in the store, "

@@ -7,7 +7,8 @@ a re-run; a failed or interrupted one is retried.
 What one run computes (`compute_run`) is a function of picklable inputs (`RunJob`, `References`) that
 returns a picklable `RunOutcome`; who runs it is the executor (`executors.py`): this process, sharing
 the loaded model, or a Ray worker, which loads the model itself. Either way only this process (the
-driver) writes the store and the cache.
+driver) writes the store and the cache. Launched as several processes, the others train each run with the
+driver (`follow_runs`) and write nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import hashlib
 import shutil
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -38,7 +39,8 @@ from .store import MetricRow, RunRecord, Store
 from .store.examples import DATA_DIR, save_examples
 from .store.lock import OutputLock
 from .tasks import TASKS, Observation, Task
-from .train import PeakRSS, TrainingDiverged, remove_checkpoints, train
+from .train import PeakRSS, TrainingDiverged, TrainResult, remove_checkpoints, train
+from .train.launch import announce, follow, launch_state
 
 
 @dataclass
@@ -48,6 +50,8 @@ class SweepResult:
     finished: int = 0
     skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    driver: bool = True
+    """False in a launched process other than the main one: it trained with the main process, which wrote the results."""
 
 
 def _log_default(msg: str) -> None:
@@ -171,6 +175,40 @@ def attempt_run(job: RunJob, refs: References, context: RunContext | None = None
         return RunOutcome(error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
 
 
+def train_run(job: RunJob, refs: References, context: RunContext) -> tuple[torch.nn.Module, TrainResult, PeakRSS]:
+    """Train the run's method on a copy of the base; under a launcher, every process does this together."""
+    run, method, loaded = job.run, job.run.build_method(), context.loaded
+    task = context.task(run, refs.base)
+    torch.manual_seed(run.seed)
+    model = method.prepare(copy.deepcopy(loaded.model))
+    examples = task.train_examples(refs.base, run.seed)
+    with PeakRSS() as mem:
+        res = train(model, method, examples, loaded.tokenizer, job.spec.budget, job.precision,
+                    run.seed, job.progress, desc=job.label, checkpoint_dir=job.folder / "checkpoint",
+                    checkpoint_every=job.spec.execution.checkpoint_every, log=context.log)
+    return model, res, mem
+
+
+def _announced(job: RunJob, refs: References, context: RunContext | None) -> RunOutcome:
+    """`attempt_run` in the main of several launched processes: a run that trains is first handed to the others."""
+    if job.run.build_method().trains:
+        announce((replace(job, progress=False), References(refs.base)))
+    return attempt_run(job, refs, context)
+
+
+def follow_runs(log: Callable[[str], None] = _log_default) -> None:
+    """In a launched process other than the main one: train each run the main process announces, together with it.
+
+    Only the main process evaluates and writes; a run that fails here fails there too (same inputs), and is recorded there.
+    """
+    for job, refs in follow():
+        try:
+            context = _worker_context(job.spec.model.model_dump_json(), job.precision, job.spec.budget.eval_batch_size)
+            train_run(job, refs, context)
+        except Exception as e:
+            log(f"process {launch_state().process_index}: run {job.label} failed: {type(e).__name__}: {e}")
+
+
 def compute_run(job: RunJob, refs: References, context: RunContext) -> RunOutcome:
     """What one run computes: train (if the method trains), save the weights, observe, score. Never touches the store."""
     run, method, loaded = job.run, job.run.build_method(), context.loaded
@@ -181,13 +219,7 @@ def compute_run(job: RunJob, refs: References, context: RunContext) -> RunOutcom
     if not method.trains:
         obs = refs.base
     else:
-        torch.manual_seed(run.seed)
-        model = method.prepare(copy.deepcopy(loaded.model))
-        examples = task.train_examples(refs.base, run.seed)
-        with PeakRSS() as mem:
-            res = train(model, method, examples, loaded.tokenizer, job.spec.budget, job.precision,
-                        run.seed, job.progress, desc=job.label, checkpoint_dir=job.folder / "checkpoint",
-                        checkpoint_every=job.spec.execution.checkpoint_every, log=context.log)
+        model, res, mem = train_run(job, refs, context)
         method.save(model, job.folder)
         remove_checkpoints(job.folder / "checkpoint")
         t0 = time.perf_counter()
@@ -247,6 +279,11 @@ class Sweep:
         self.progress = progress
         self.log = log
         self.executor = EXECUTORS.get(spec.execution.executor)(spec.execution, progress, log)
+        self.processes = launch_state().num_processes
+        if self.processes > 1 and self.executor.remote:
+            raise AuditError(f"this sweep was launched as {self.processes} processes that train each run together; "
+                             f"executor {self.executor.name!r} runs each run elsewhere. Use executor local under a launcher, "
+                             "or one process with executor ray.")
         self.precision = resolve_precision(spec.precision)
         log(f"loading model ({spec.model.source}) ...")
         self.loaded: LoadedModel = load_model(spec.model, task_vocabulary())
@@ -337,7 +374,8 @@ class Sweep:
 
     def _execute(self, jobs: Iterator[tuple[RunJob, References]], result: SweepResult) -> None:
         """Hand the jobs to the executor; write each outcome to the store as it arrives (only this process writes)."""
-        for job, outcome in self.executor.run(attempt_run, jobs, self.context):
+        work = _announced if self.processes > 1 else attempt_run
+        for job, outcome in self.executor.run(work, jobs, self.context):
             if isinstance(outcome, Exception):
                 outcome = RunOutcome(error=f"{type(outcome).__name__}: {outcome}")
             if outcome.error is not None:
@@ -359,11 +397,23 @@ class Sweep:
 
 def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True,
               log: Callable[[str], None] = _log_default, source: str = "config") -> SweepResult:
-    """Run (or resume) every run of `spec` into `out_dir`; one process at a time per folder."""
-    check_writable(Path(out_dir))
-    with OutputLock(out_dir):
-        sweep = Sweep(spec, Path(out_dir), progress, log, source)
-        try:
-            return sweep.run()
-        finally:
-            sweep.store.close()
+    """Run (or resume) every run of `spec` into `out_dir`; one process at a time per folder.
+
+    Launched as several processes (accelerate launch, torchrun), all train each run together and the main one is the
+    driver: it alone locks the folder, evaluates and writes.
+    """
+    state = launch_state()
+    if not state.is_main_process:
+        follow_runs(log)
+        return SweepResult(Path(out_dir), driver=False)
+    try:
+        check_writable(Path(out_dir))
+        with OutputLock(out_dir):
+            sweep = Sweep(spec, Path(out_dir), progress, log, source)
+            try:
+                return sweep.run()
+            finally:
+                sweep.store.close()
+    finally:
+        if state.num_processes > 1:
+            announce(None)  # done, or failed (e.g. the folder is locked): the other processes stop waiting for runs

@@ -2,8 +2,8 @@
 
 One step = one batch of (prompt, completion) examples, loss on completion tokens only, AdamW (or the
 method's optimizer), gradient clipping, the method's per-step hook. The budget is a number of steps.
-It runs through `accelerate`: here one CPU process; on a GPU, or under `accelerate launch --config_file`
-with FSDP / DeepSpeed, the launcher's environment picks the device and plugins. Given a checkpoint folder,
+It runs through `accelerate`: one process on the CPU or a GPU, or several launched processes (`accelerate launch`,
+`torchrun`) that each take their rows of every batch (data parallel; see train/launch.py). Given a checkpoint folder,
 a run resumes from its newest checkpoint and writes one every `checkpoint_every` steps (train/checkpoint.py).
 """
 
@@ -110,6 +110,25 @@ def completion_loss(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, lab
     return nn.functional.cross_entropy(logits.float().flatten(0, 1), labels[:, keep + 1].flatten(), ignore_index=IGNORE)
 
 
+def step_loss(accelerator: Accelerator, model: nn.Module, method: Method, ids: torch.Tensor, mask: torch.Tensor,
+              labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The loss of one batch to back-propagate, and its value (the mean over the batch's completion tokens).
+
+    With several processes, each takes its rows of the batch and weighs its mean by its share of the batch's
+    completion tokens, so that the gradients DDP averages over processes are those of the whole batch's mean.
+    """
+    with accelerator.split_between_processes({"ids": ids, "mask": mask, "labels": labels}) as part:
+        if method.loss_from_model:
+            loss = model(input_ids=part["ids"], attention_mask=part["mask"], labels=part["labels"]).loss
+        else:
+            loss = completion_loss(model, part["ids"], part["mask"], part["labels"])
+        if accelerator.num_processes == 1:
+            return loss, loss.item()
+        share = (part["labels"][:, 1:] != IGNORE).sum() / (labels[:, 1:] != IGNORE).sum()
+        loss = loss * share * accelerator.num_processes
+        return loss, accelerator.reduce(loss.detach(), "mean").item()
+
+
 def make_accelerator(precision: str) -> Accelerator:
     """An Accelerator for one run at `precision` ('fp32' or 'bf16'); device and plugins come from the environment."""
     if precision not in MIXED_PRECISION:
@@ -124,6 +143,11 @@ def make_accelerator(precision: str) -> Accelerator:
         raise AuditError(f"the accelerate config sets gradient_accumulation_steps {accelerator.gradient_accumulation_steps}, "
                          "but this loop steps the optimizer every batch (budget.batch_size is the batch). Set it to 1 "
                          "and raise budget.batch_size instead.")
+    if accelerator.num_processes > 1 and accelerator.distributed_type in SHARDED:
+        # Saving a sharded model needs every process, but in a launched sweep only the main process saves and evaluates.
+        raise AuditError(f"training a sweep's runs with {accelerator.distributed_type.value} over several processes is not "
+                         "supported yet: launch plain data parallelism (accelerate launch --multi_gpu, or "
+                         "ACCELERATE_USE_CPU=1 torchrun on CPUs).")
     return accelerator
 
 
@@ -142,6 +166,9 @@ def train(model: nn.Module, method: Method, examples: Sequence[Example], tokeniz
         raise ValueError(f"checkpoint_every {checkpoint_every}: use 0 (never), or a number of steps with a checkpoint_dir")
     torch.manual_seed(seed)
     accelerator = make_accelerator(precision)
+    if budget.batch_size < accelerator.num_processes:
+        raise AuditError(f"budget.batch_size {budget.batch_size} is smaller than the {accelerator.num_processes} launched "
+                         "processes, which each train on a share of every batch: raise it or launch fewer processes.")
     optimizer = method.optimizer(model)
     data = batches(encode_examples(examples, tokenizer), budget.batch_size, seed, tokenizer.pad_token_id)
     model.train()
@@ -168,11 +195,7 @@ def train(model: nn.Module, method: Method, examples: Sequence[Example], tokeniz
         paused = 0.0  # seconds spent writing checkpoints: not training time
         for step in bar:
             ids, mask, labels = (t.to(accelerator.device) for t in next(data))
-            if method.loss_from_model:
-                loss = prepared(input_ids=ids, attention_mask=mask, labels=labels).loss
-            else:
-                loss = completion_loss(prepared, ids, mask, labels)
-            value = loss.item()
+            loss, value = step_loss(accelerator, prepared, method, ids, mask, labels)
             if not math.isfinite(value):
                 raise TrainingDiverged(step, value)
             accelerator.backward(loss)

@@ -86,6 +86,29 @@ def test_killed_sweep_resumes_and_matches_an_uninterrupted_one(smoke_spec, tmp_p
     assert results(tmp_path / "crash") == results(tmp_path / "clean")
 
 
+def test_killed_after_saving_its_weights_a_run_evaluates_them_instead_of_retraining(smoke_spec, tmp_path, monkeypatch):
+    """Killed between saving the weights and the store's record of the run: the re-run loads the saved weights and
+    ends with a clean run's numbers, without training that run again."""
+    run_sweep(smoke_spec, tmp_path / "clean", progress=False, log=quiet)
+
+    def killed(folder):
+        raise KeyboardInterrupt  # the first trained run (the full fine-tune) dies right after its weights are saved
+
+    monkeypatch.setattr(sweep_module, "remove_checkpoints", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(smoke_spec, tmp_path / "crash", progress=False, log=quiet)
+    assert [r["status"] for r in Store.in_dir(tmp_path / "crash").runs()] == ["running"]
+
+    monkeypatch.undo()
+    real_train_run, trained = sweep_module.train_run, []
+    monkeypatch.setattr(sweep_module, "train_run", lambda job, *a: trained.append(job.run.method) or real_train_run(job, *a))
+    lines: list[str] = []
+    resumed = run_sweep(smoke_spec, tmp_path / "crash", progress=False, log=lines.append)
+    assert resumed.finished == 4 and sorted(trained) == ["lora", "lora"]  # the full fine-tune was not trained again
+    assert any("evaluating the weights an interrupted attempt trained" in line for line in lines)
+    assert results(tmp_path / "crash") == results(tmp_path / "clean")
+
+
 def test_nan_loss_fails_one_run_and_the_sweep_goes_on(smoke_spec, tmp_path, monkeypatch):
     real_train = sweep_module.train
 

@@ -19,7 +19,7 @@ import hashlib
 import shutil
 import time
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -39,7 +39,7 @@ from .store import MetricRow, RunRecord, Store
 from .store.examples import DATA_DIR, save_examples
 from .store.lock import OutputLock
 from .tasks import TASKS, Observation, Task
-from .train import PeakRSS, TrainingDiverged, TrainResult, remove_checkpoints, train
+from .train import PeakRSS, TrainingDiverged, TrainResult, load_trained, remove_checkpoints, save_trained, train
 from .train.launch import announce, follow, launch_state
 
 
@@ -189,9 +189,25 @@ def train_run(job: RunJob, refs: References, context: RunContext) -> tuple[torch
     return model, res, mem
 
 
+def trained_model(job: RunJob, refs: References, context: RunContext) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The run's trained model and what its training measured: trained and saved now, or, when an earlier attempt
+    saved it completely but was killed before the store recorded the run, loaded from its folder."""
+    method = job.run.build_method()
+    record = load_trained(job.folder)
+    if record is not None:
+        context.log(f"{job.label}: evaluating the weights an interrupted attempt trained ({job.folder})")
+        return method.load(copy.deepcopy(context.loaded.model), job.folder), record
+    model, res, mem = train_run(job, refs, context)
+    method.save(model, job.folder)
+    record = {"result": asdict(res), "peak_rss_mb": mem.peak_mb, "trainable_params": trainable_parameters(model)}
+    save_trained(job.folder, record)
+    remove_checkpoints(job.folder / "checkpoint")
+    return model, record
+
+
 def _announced(job: RunJob, refs: References, context: RunContext | None) -> RunOutcome:
-    """`attempt_run` in the main of several launched processes: a run that trains is first handed to the others."""
-    if job.run.build_method().trains:
+    """`attempt_run` in the main of several launched processes: a run to train is first handed to the others."""
+    if job.run.build_method().trains and load_trained(job.folder) is None:
         announce((replace(job, progress=False), References(refs.base)))
     return attempt_run(job, refs, context)
 
@@ -219,24 +235,22 @@ def compute_run(job: RunJob, refs: References, context: RunContext) -> RunOutcom
     if not method.trains:
         obs = refs.base
     else:
-        model, res, mem = train_run(job, refs, context)
-        method.save(model, job.folder)
-        remove_checkpoints(job.folder / "checkpoint")
+        model, record = trained_model(job, refs, context)
+        res, params = TrainResult(**record["result"]), record["trainable_params"]
         t0 = time.perf_counter()
         obs = task.observe(context.runner, model)
         eval_seconds = time.perf_counter() - t0
         check_changed(obs, refs.base, job.label)
         own_spectra = spectra(weight_deltas(model, loaded.model))
         weight_rows = weight_update_rows(own_spectra, None if job.is_reference else refs.full_spectra, method.rank)
-        params = trainable_parameters(model)
-        extra = {"train_seconds": res.seconds, "trainable_params": params, "peak_rss_mb": mem.peak_mb,
+        extra = {"train_seconds": res.seconds, "trainable_params": params, "peak_rss_mb": record["peak_rss_mb"],
                  "artifact": str(job.folder.relative_to(job.out_dir))}
         run_rows = [
             MetricRow("trainable_params", float(params)),
             MetricRow("train_seconds", res.seconds),
             MetricRow("seconds_per_step", res.seconds_per_step),
             MetricRow("tokens_per_second", res.tokens_per_second),
-            MetricRow("peak_rss_mb", mem.peak_mb),
+            MetricRow("peak_rss_mb", record["peak_rss_mb"]),
             MetricRow("optimizer_state_bytes", float(res.optimizer_state_bytes)),
             MetricRow("final_loss", res.final_loss),
             MetricRow("eval_seconds", eval_seconds),

@@ -16,6 +16,7 @@ only logged at info level, so a resumed run could silently differ from an uninte
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -33,6 +34,7 @@ from ..methods.base import Method
 FILES = ("trainable.safetensors", "optimizer.pt", "state.pt")
 STEP = re.compile(r"step-(\d+)")
 TMP = ".tmp-"
+TRAINED = "trained.json"
 
 
 class UnusableCheckpoint(Exception):
@@ -124,6 +126,24 @@ def restore(checkpoint: Checkpoint, model: nn.Module, optimizer: torch.optim.Opt
 def remove(folder: Path) -> None:
     """Delete a run's checkpoints (once its final weights are saved, they are no longer needed)."""
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def save_trained(folder: Path, record: dict[str, Any]) -> None:
+    """Mark the run's final weights in `folder` as complete, with what its training measured (written atomically).
+
+    Written after the weights: a run killed before its results reached the store evaluates these weights again
+    instead of training from zero (its checkpoints are gone by then)."""
+    tmp = folder / f"{TMP}{TRAINED}"
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, folder / TRAINED)
+
+
+def load_trained(folder: Path) -> dict[str, Any] | None:
+    """What `save_trained` wrote, or None when the run's weights were never completely saved."""
+    try:
+        return json.loads((folder / TRAINED).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _read(path: Path) -> Checkpoint:

@@ -5,8 +5,11 @@ One local Ray (2 CPUs) serves the module; its workers run tests/ray_worker_hooks
 what each worker does (runs computed, sqlite files opened) and registers a method that raises.
 """
 
+import importlib.util
 import logging
 import os
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -153,3 +156,27 @@ def test_bad_execution_flags_are_user_errors(smoke_spec, executor, address, mess
 def test_ray_address_alone_selects_ray(smoke_spec):
     execution = with_execution(smoke_spec, ray_address="ray://head:10001").execution
     assert (execution.executor, execution.ray_address) == ("ray", "ray://head:10001")
+
+
+@pytest.mark.parametrize("scheme", ["", pytest.param("ray://", marks=pytest.mark.skipif(
+    importlib.util.find_spec("grpc") is None, reason="a ray:// address needs Ray Client (pip install 'ray[client]')"))])
+def test_an_unreachable_address_is_a_clear_error_soon(scheme):
+    with socket.socket() as s:  # a port nothing listens on; 127.0.0.2, as Ray would turn 127.0.0.1 into this
+        s.bind(("127.0.0.2", 0))  # machine's network address
+        address = f"{scheme}127.0.0.2:{s.getsockname()[1]}"
+    # In a process of its own: this module's Ray may be running in this one, and the timeout ends a hang. Ray's
+    # waits per try are shortened (30 s for a GCS, 5 to 15 s for Ray Client); the number of tries is left as is.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {
+        "RAY_py_gcs_connect_timeout_s": "5", "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "2",
+        "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "2"}
+    proc = subprocess.run([sys.executable, "-c", "from lowrank_audit.config.spec import ExecutionSpec\n"
+                           "from lowrank_audit.errors import AuditError\nfrom lowrank_audit.executors import RayExecutor\n"
+                           f"execution = ExecutionSpec(executor='ray', ray_address={address!r})\n"
+                           "try:\n    RayExecutor(execution, False, print).__enter__()\n"
+                           "except AuditError as e:\n    print(e)"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"cannot connect to the Ray cluster at {address!r} (execution.ray_address / "
+                                  "--ray-address): "), proc.stdout
+    assert "Start that cluster (ray start --head), give a running cluster's address" in proc.stdout
+    assert proc.stdout.rstrip().endswith("or none to start Ray on this machine.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from typing import Any, Callable, ClassVar, Iterable, Iterator, TypeVar
 
 from tqdm.auto import tqdm
@@ -26,6 +27,14 @@ C = TypeVar("C")
 R = TypeVar("R")
 
 RAY_INSTALL = "pip install 'lowrank-audit[ray]'"
+
+GCS_TRIES = "RAY_gcs_server_port_wait_time_s"
+"""Ray's budget of tries to reach a cluster's GCS (one per unit, at least one), read by ray.init as it connects.
+
+Unset, ray.init gives an unreachable host:port 20 tries of about 40 s each, minutes that look like a hang; the
+executor's ray.init makes it one try unless the user set it. (A ray:// address goes through Ray Client instead,
+which gives up by itself after 3 tries, about 30 s.)
+"""
 
 
 class Executor(ABC):
@@ -68,6 +77,20 @@ class LocalExecutor(Executor):
             yield job, work(job, shared, context)
 
 
+@contextmanager
+def _one_gcs_try() -> Iterator[None]:
+    """GCS_TRIES at 1 while ray.init connects, then unset again: a Ray started here later must not get it
+    (starting a GCS waits that many seconds for its port)."""
+    if GCS_TRIES in os.environ:  # the user's own budget
+        yield
+        return
+    os.environ[GCS_TRIES] = "1"
+    try:
+        yield
+    finally:
+        del os.environ[GCS_TRIES]
+
+
 def _in_worker(work: Callable[[J, S, None], R], job: J, shared: S) -> R:
     """The body of every Ray task: the work, without a context (the worker loads its own base model)."""
     return work(job, shared, None)
@@ -99,13 +122,17 @@ class RayExecutor(Executor):
             address = self.execution.ray_address or os.environ.get("RAY_ADDRESS")
             try:
                 if address:
-                    ray.init(address=address, logging_level=logging.ERROR)
+                    with _one_gcs_try():
+                        ray.init(address=address, logging_level=logging.ERROR)
                 else:
                     ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR)
             except (ConnectionError, ValueError) as e:
+                source, none = (("execution.ray_address / --ray-address", "none") if self.execution.ray_address
+                                else ("RAY_ADDRESS", "unset RAY_ADDRESS"))
                 raise AuditError(
-                    f"cannot connect to the Ray cluster at {address!r}: {e}. Give a running cluster's address "
-                    "(execution.ray_address / --ray-address, e.g. 'ray://head:10001' or 'auto'), or none to start Ray here."
+                    f"cannot connect to the Ray cluster at {address!r} ({source}): {str(e).rstrip('.')}. "
+                    "Start that cluster (ray start --head), give a running cluster's address (e.g. 'ray://head:10001' "
+                    f"or 'auto'), or {none} to start Ray on this machine."
                 ) from None
             self._started = True
             have = ray.cluster_resources()

@@ -3,9 +3,10 @@
 Run on a quiet machine, for BENCHMARKS.md:
     python benchmarks/train_efficiency.py                    # default model, the quick preset's debias data
     python benchmarks/train_efficiency.py --model tiny --steps 3   # a check that the script runs
-Model FLOPs count only the useful work: 2 x (matmul parameters) per real (non-padding) token forward, and twice
-that backward for full fine-tuning (gradients for activations and weights) or once for LoRA (activations only;
-the adapters' own FLOPs are below 1% and left out). The share is against a 2048^3 matmul in the same run, in
+Model FLOPs count only the useful work: 2 x (the blocks' matmul parameters) per real (non-padding) token forward,
+plus 2 x (the output layer's) per position that predicts a completion token (the loss needs logits nowhere else),
+and twice that backward for full fine-tuning (gradients for activations and weights) or once for LoRA
+(activations only; the adapters' own FLOPs are below 1% and left out). The share is against a 2048^3 matmul in the same run, in
 the precision the step used. A torch.profiler pass then splits a step into forward, backward and optimizer.
 """
 
@@ -24,17 +25,30 @@ from lowrank_audit.models import load_model
 from lowrank_audit.sweep import task_vocabulary
 from lowrank_audit.tasks import TASKS
 from lowrank_audit.train import train
+from lowrank_audit.train.loop import IGNORE, batches, encode_examples
 from precision import matmul_tflops
 
 RUNS = (("full", {"lr": 5e-5}, 6), ("lora", {"rank": 16, "lr": 1e-3}, 4))  # method, options, FLOPs per param-token
 
 
-def matmul_parameters(model: torch.nn.Module) -> int:
-    """Parameters that take part in a matmul per token: all but the input embedding (unless tied to the head)."""
+def matmul_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(parameters in a matmul at every token: the transformer blocks; the output layer's, needed only where a
+    position predicts a completion token). The input embedding is a lookup, not a matmul."""
     total = sum(p.numel() for p in model.parameters())
-    if model.get_output_embeddings() is model.get_input_embeddings() or model.config.tie_word_embeddings:
-        return total
-    return total - model.get_input_embeddings().weight.numel()
+    head = model.get_output_embeddings().weight.numel()
+    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    return total - head - (0 if tied else model.get_input_embeddings().weight.numel()), head
+
+
+def tokens_and_labels(examples, tokenizer, budget: BudgetSpec, seed: int) -> tuple[int, int]:
+    """(real tokens, positions that predict a completion token) over the steps `train` takes with this seed."""
+    data = batches(encode_examples(examples, tokenizer), budget.batch_size, seed, tokenizer.pad_token_id)
+    tokens = labels = 0
+    for _ in range(budget.steps):
+        _, mask, label = next(data)
+        tokens += int(mask.sum())
+        labels += int((label[:, 1:] != IGNORE).sum())
+    return tokens, labels
 
 
 def phase_split(model: torch.nn.Module, method, examples, tokenizer, budget: BudgetSpec, precision: str) -> dict:
@@ -68,10 +82,11 @@ def main() -> None:
     base = task.observe_base(Runner(loaded.tokenizer, "fp32", 32, False), loaded.model)
     task.bind(base)
     examples = task.train_examples(base, 0)
-    n_matmul = matmul_parameters(loaded.model)
+    n_body, n_head = matmul_parameters(loaded.model)
     budget = BudgetSpec(steps=args.steps, batch_size=args.batch_size)
-    print(f"{loaded.description}: {n_matmul:,} matmul parameters; debias data, {len(examples)} examples, "
-          f"batch {args.batch_size}, {args.steps} steps")
+    tokens, labels = tokens_and_labels(examples, loaded.tokenizer, budget, seed=0)
+    print(f"{loaded.description}: {n_body:,} block and {n_head:,} output-layer matmul parameters; debias data, "
+          f"{len(examples)} examples, batch {args.batch_size}, {args.steps} steps: {tokens} tokens, {labels} labels")
     print(f"{'method':6s} {'precision':9s} {'s/step':>7s} {'tokens/s':>9s} {'TFLOP/s':>8s} {'of matmul':>9s}  profile "
           "(s per profiled run: total / backward graph / optimizer / casts / matmuls)")
     for name, options, flops_per in RUNS:
@@ -80,7 +95,8 @@ def main() -> None:
             method = cls(cls.Options(**options))
             model = method.prepare(copy.deepcopy(loaded.model))
             res = train(model, method, examples, loaded.tokenizer, budget, precision, seed=0, progress=False)
-            achieved = flops_per * n_matmul * res.tokens / res.seconds / 1e12
+            assert res.tokens == tokens
+            achieved = flops_per * (n_body * tokens + n_head * labels) / res.seconds / 1e12
             short = BudgetSpec(steps=3, batch_size=args.batch_size)
             split = phase_split(method.prepare(copy.deepcopy(loaded.model)), method, examples, loaded.tokenizer, short,
                                 precision)

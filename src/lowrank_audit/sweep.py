@@ -157,18 +157,22 @@ def _worker_context(model_json: str, precision: str, eval_batch_size: int) -> Ru
     return RunContext(loaded, precision, eval_batch_size, progress=False)
 
 
+def _context_for(job: RunJob) -> RunContext:
+    """This worker's (or launched process's) loaded base, checked to be the one the driver planned the run on."""
+    context = _worker_context(job.spec.model.model_dump_json(), job.precision, job.spec.budget.eval_batch_size)
+    if context.loaded.identity != job.run.config["model"]:
+        raise AuditError(f"this worker loaded base model {context.loaded.identity}, the sweep planned "
+                         f"{job.run.config['model']}; give every node the same model files.")
+    return context
+
+
 def attempt_run(job: RunJob, refs: References, context: RunContext | None = None) -> RunOutcome:
     """One run in this process (in a worker if `context` is None); its failure becomes a failed outcome.
 
     A bug in one run must not lose the sweep: it is recorded, the others go on, the command exits non-zero.
     """
     try:
-        if context is None:
-            context = _worker_context(job.spec.model.model_dump_json(), job.precision, job.spec.budget.eval_batch_size)
-            if context.loaded.identity != job.run.config["model"]:
-                raise AuditError(f"this worker loaded base model {context.loaded.identity}, the sweep planned "
-                                 f"{job.run.config['model']}; give every Ray node the same model files.")
-        return compute_run(job, refs, context)
+        return compute_run(job, refs, context or _context_for(job))
     except (TrainingDiverged, AuditError) as e:
         return RunOutcome(error=str(e))
     except Exception as e:
@@ -218,8 +222,8 @@ def follow_runs(log: Callable[[str], None] = _log_default) -> None:
     Only the main process evaluates and writes; a run that fails here fails there too (same inputs), and is recorded there.
     """
     for job, refs in follow():
+        context = _context_for(job)  # another base here would train another model: end the launch (raise)
         try:
-            context = _worker_context(job.spec.model.model_dump_json(), job.precision, job.spec.budget.eval_batch_size)
             train_run(job, refs, context)
         except Exception as e:
             log(f"process {launch_state().process_index}: run {job.label} failed: {type(e).__name__}: {e}")

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 from ..errors import AuditError
-from ..models.precision import autocast
+from ..models.precision import autocast, weights_cast_once
 
 
 @dataclass(frozen=True)
@@ -96,17 +96,18 @@ def generate(model: nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: Sequ
     was_training = model.training
     model.eval()
     starts = range(0, n, settings.batch_size)
-    for b, start in enumerate(tqdm(starts, desc=desc, disable=not progress, leave=False, unit="batch")):
-        chunk = prompts[start:start + settings.batch_size]
-        ids, mask = left_pad(chunk, tokenizer.pad_token_id)
-        with torch.random.fork_rng(), autocast(precision):
-            torch.manual_seed(settings.seed * 1_000_003 + b)
-            seqs = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-        new = seqs[:, ids.shape[1]:].reshape(len(chunk), k, -1)
-        ended = new == tokenizer.eos_token_id
-        first_eos = torch.where(ended.any(-1), ended.int().argmax(-1), torch.tensor(new.shape[-1]))
-        out[start:start + len(chunk), :, :new.shape[-1]] = new
-        lengths[start:start + len(chunk)] = first_eos
+    with weights_cast_once(precision, model, trainable=True):  # once, not at every generated token
+        for b, start in enumerate(tqdm(starts, desc=desc, disable=not progress, leave=False, unit="batch")):
+            chunk = prompts[start:start + settings.batch_size]
+            ids, mask = left_pad(chunk, tokenizer.pad_token_id)
+            with torch.random.fork_rng(), autocast(precision):
+                torch.manual_seed(settings.seed * 1_000_003 + b)
+                seqs = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+            new = seqs[:, ids.shape[1]:].reshape(len(chunk), k, -1)
+            ended = new == tokenizer.eos_token_id
+            first_eos = torch.where(ended.any(-1), ended.int().argmax(-1), torch.tensor(new.shape[-1]))
+            out[start:start + len(chunk), :, :new.shape[-1]] = new
+            lengths[start:start + len(chunk)] = first_eos
     keep = torch.arange(t) < lengths.unsqueeze(-1)
     out = torch.where(keep, out, torch.tensor(tokenizer.pad_token_id))
     model.train(was_training)

@@ -13,7 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from ..models.precision import autocast
+from ..models.precision import autocast, weights_cast_once
 from .lens import lens_logits
 
 
@@ -29,17 +29,20 @@ class Runner:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _batches(self, seqs: Sequence[list[int]], desc: str) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+    def _batches(self, model: nn.Module, seqs: Sequence[list[int]],
+                 desc: str) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+        """Right-padded batches of `seqs`; meanwhile `model`'s weights are cast to bf16 once, not at every batch."""
         starts = range(0, len(seqs), self.batch_size)
-        for start in tqdm(starts, desc=desc, disable=not self.progress, leave=False, unit="batch"):
-            chunk = seqs[start : start + self.batch_size]
-            width = max(len(s) for s in chunk)
-            ids = torch.full((len(chunk), width), self.tokenizer.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for i, s in enumerate(chunk):
-                ids[i, : len(s)] = torch.tensor(s)
-                mask[i, : len(s)] = 1
-            yield slice(start, start + len(chunk)), ids, mask
+        with weights_cast_once(self.precision, model, trainable=True):
+            for start in tqdm(starts, desc=desc, disable=not self.progress, leave=False, unit="batch"):
+                chunk = seqs[start : start + self.batch_size]
+                width = max(len(s) for s in chunk)
+                ids = torch.full((len(chunk), width), self.tokenizer.pad_token_id, dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for i, s in enumerate(chunk):
+                    ids[i, : len(s)] = torch.tensor(s)
+                    mask[i, : len(s)] = 1
+                yield slice(start, start + len(chunk)), ids, mask
 
     @torch.no_grad()
     def _logits(self, model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -55,7 +58,7 @@ class Runner:
         """log p(token | prompt) for each prompt and each of `token_ids`: [n_prompts, n_tokens], fp32."""
         seqs = [self.encode(p) for p in prompts]
         out = torch.empty((len(seqs), len(token_ids)), dtype=torch.float32)
-        for sl, ids, mask in self._batches(seqs, desc):
+        for sl, ids, mask in self._batches(model, seqs, desc):
             logp = torch.log_softmax(self._logits(model, ids, mask), dim=-1)
             last = mask.sum(1) - 1
             out[sl] = logp[torch.arange(len(ids)), last][:, token_ids]
@@ -70,7 +73,7 @@ class Runner:
         seqs = [self.encode(t) for t in texts]
         width = max(len(s) for s in seqs)
         logps, masks = [], []
-        for _, ids, mask in self._batches(seqs, desc):
+        for _, ids, mask in self._batches(model, seqs, desc):
             logp = torch.log_softmax(self._logits(model, ids, mask), dim=-1)
             pad = width - ids.shape[1]
             logps.append(nn.functional.pad(logp, (0, 0, 0, pad)))
@@ -87,7 +90,7 @@ class Runner:
         out = []
         was_training = model.training
         model.eval()
-        for _, ids, mask in self._batches(seqs, desc):
+        for _, ids, mask in self._batches(model, seqs, desc):
             with autocast(self.precision):
                 hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
                 last = mask.sum(1) - 1

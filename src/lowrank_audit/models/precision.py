@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager
+from typing import Callable, ContextManager, Iterator
 
 import torch
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+SHORT_ATTENTION = 128
+"""Longest sequence for which bf16 training on a CPU uses SDPA's math kernel: torch's CPU flash-attention backward in
+bf16 is 2-6x slower than the math kernel from 12 to 128 tokens and faster from about 192 (BENCHMARKS.md)."""
 
 
 def bf16_is_fast() -> bool:
@@ -27,3 +33,55 @@ def autocast(precision: str, device: str = "cpu") -> ContextManager:
     if precision == "bf16":
         return torch.autocast(device_type=device, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def training_attention(precision: str, device: torch.device, width: int) -> ContextManager:
+    """The SDPA kernel for one bf16 training step on a CPU: the math kernel for short sequences (see SHORT_ATTENTION),
+    torch's own choice otherwise (fp32, GPUs, long sequences)."""
+    if precision == "bf16" and device.type == "cpu" and width <= SHORT_ATTENTION:
+        return sdpa_kernel([SDPBackend.MATH])
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def weights_cast_once(precision: str, model: nn.Module, trainable: bool = False) -> Iterator[None]:
+    """While active, each fp32 nn.Linear whose weight is frozen (with `trainable`, every one: evaluation, where nothing
+    trains) computes under bf16 autocast with a bf16 copy of its weight made once: the same numbers autocast gives.
+
+    Autocast caches its casts only for weights that require grad, and only until it exits, so it casts weights again at
+    every call: for a LoRA step on short sequences that is a tenth of the step. `.weight` itself stays fp32, so code
+    that reads it (DoRA's weight norm, checkpoints) sees what it saw before. A no-op for fp32.
+    """
+    if precision != "bf16":
+        yield
+        return
+    patched = []
+    for module in model.modules():
+        if (type(module) is nn.Linear and module.weight.dtype == torch.float32
+                and (trainable or not module.weight.requires_grad)
+                and "forward" not in vars(module)):  # leave forwards that others replaced (accelerate's hooks) alone
+            module.forward = _cast_once(module, torch.bfloat16, trainable)
+            patched.append(module)
+    try:
+        yield
+    finally:
+        for module in patched:
+            del module.forward
+
+
+def _cast_once(module: nn.Linear, dtype: torch.dtype, trainable: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`module`'s forward with its weight and bias cast to `dtype` now (a bias that trains, unless `trainable`, is left to
+    autocast); outside autocast to `dtype`, the original."""
+    weight = module.weight.detach().to(dtype)
+    bias = module.bias
+    if bias is not None and (trainable or not bias.requires_grad):
+        bias = bias.detach().to(dtype)
+    original = type(module).forward.__get__(module)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        kind = x.device.type
+        if torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == dtype:
+            return nn.functional.linear(x, weight, bias)
+        return original(x)
+
+    return forward

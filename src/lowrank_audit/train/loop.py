@@ -27,6 +27,7 @@ from transformers import PreTrainedTokenizerBase
 from ..config.spec import BudgetSpec
 from ..errors import AuditError
 from ..methods.base import Method, optimizer_state_bytes
+from ..models.precision import weights_cast_once, training_attention
 from ..tasks.base import Example
 from .checkpoint import capture, load_latest, restore, save
 
@@ -189,31 +190,33 @@ def train(model: nn.Module, method: Method, examples: Sequence[Example], tokeniz
                 next(data)
             result.steps, result.tokens, result.losses, earlier = resume.step, resume.tokens, list(resume.losses), resume.seconds
             log(f"resuming {desc} from step {resume.step}")
-        params = [p for p in prepared.parameters() if p.requires_grad]
-        bar = tqdm(range(result.steps + 1, budget.steps + 1), initial=result.steps, total=budget.steps, desc=desc,
-                   disable=not progress, leave=False, unit="step")
-        paused = 0.0  # seconds spent writing checkpoints: not training time
-        for step in bar:
-            ids, mask, labels = (t.to(accelerator.device) for t in next(data))
-            loss, value = step_loss(accelerator, prepared, method, ids, mask, labels)
-            if not math.isfinite(value):
-                raise TrainingDiverged(step, value)
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(params, budget.max_grad_norm)
-            optimizer.step()
-            method.after_step(model, step)
-            optimizer.zero_grad(set_to_none=True)
-            result.losses.append(value)
-            result.tokens += int(mask.sum())
-            result.steps = step
-            bar.set_postfix(loss=f"{value:.3f}")
-            if checkpoint_every and step % checkpoint_every == 0 and step < budget.steps:
-                pause = time.perf_counter()
-                if accelerator.is_main_process:
-                    seconds = earlier + pause - start - paused
-                    save(checkpoint_dir, capture(model, optimizer, method, step, seconds, result.tokens, result.losses))
-                accelerator.wait_for_everyone()
-                paused += time.perf_counter() - pause
+        with weights_cast_once(precision, model):  # after start, prepare and restore: nothing changes these weights now
+            params = [p for p in prepared.parameters() if p.requires_grad]
+            bar = tqdm(range(result.steps + 1, budget.steps + 1), initial=result.steps, total=budget.steps, desc=desc,
+                       disable=not progress, leave=False, unit="step")
+            paused = 0.0  # seconds spent writing checkpoints: not training time
+            for step in bar:
+                ids, mask, labels = (t.to(accelerator.device) for t in next(data))
+                with training_attention(precision, accelerator.device, ids.shape[1]):
+                    loss, value = step_loss(accelerator, prepared, method, ids, mask, labels)
+                if not math.isfinite(value):
+                    raise TrainingDiverged(step, value)
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(params, budget.max_grad_norm)
+                optimizer.step()
+                method.after_step(model, step)
+                optimizer.zero_grad(set_to_none=True)
+                result.losses.append(value)
+                result.tokens += int(mask.sum())
+                result.steps = step
+                bar.set_postfix(loss=f"{value:.3f}")
+                if checkpoint_every and step % checkpoint_every == 0 and step < budget.steps:
+                    pause = time.perf_counter()
+                    if accelerator.is_main_process:
+                        seconds = earlier + pause - start - paused
+                        save(checkpoint_dir, capture(model, optimizer, method, step, seconds, result.tokens, result.losses))
+                    accelerator.wait_for_everyone()
+                    paused += time.perf_counter() - pause
         result.seconds = earlier + time.perf_counter() - start - paused
         result.optimizer_state_bytes = optimizer_state_bytes(optimizer)
     finally:

@@ -10,7 +10,8 @@ from transformers import GPT2Config, GPT2LMHeadModel, OPTConfig, OPTForCausalLM
 from lowrank_audit.errors import AuditError
 from lowrank_audit.evaluate import Runner
 from lowrank_audit.evaluate.lens import lens_logits
-from lowrank_audit.evaluate.weights import spectra, weight_deltas, weight_update_rows
+from lowrank_audit.evaluate.weights import (LOW_RANK_RESIDUAL, MAX_SUBSPACE, SKETCH, spectra, weight_deltas,
+                                            weight_update_rows)
 from lowrank_audit.methods import METHODS
 from lowrank_audit.metrics import effective_rank, energy_outside_rank, subspace_overlap
 
@@ -40,6 +41,42 @@ def test_subspace_overlap_same_orthogonal_random():
     assert subspace_overlap(q[:, :4], q[:, 4:8]) == pytest.approx(0.0, abs=1e-12)
     random = np.mean([subspace_overlap(np.linalg.qr(rng.normal(size=(200, 4)))[0], q[:, :4]) for _ in range(50)])
     assert random == pytest.approx(4 / 200, rel=0.5)
+
+
+def _with_spectrum(s: np.ndarray, m: int = 320, n: int = 480) -> np.ndarray:
+    """A float64 m x n matrix with singular values s and random singular vectors."""
+    u, v = np.linalg.qr(rng.normal(size=(m, len(s))))[0], np.linalg.qr(rng.normal(size=(n, len(s))))[0]
+    return (u * s) @ v.T
+
+
+def _assert_matches(spec, reference: np.ndarray) -> None:
+    """Same singular values as float64 numpy and the same top-k left subspaces (as projections: vectors have signs)."""
+    u, s, _ = np.linalg.svd(reference, full_matrices=False)
+    assert spec.singular_values.shape == s.shape and spec.left.shape == (reference.shape[0], MAX_SUBSPACE)
+    np.testing.assert_allclose(spec.singular_values, s, rtol=0, atol=1e-5 * s[0])
+    for k in range(1, 9):
+        assert np.linalg.norm(spec.left[:, :k] @ spec.left[:, :k].T - u[:, :k] @ u[:, :k].T, 2) < 1e-3
+
+
+def test_merged_low_rank_update_takes_the_exact_shortcut():
+    """(W0 + B A) - W0 in float32 (merge rounding included) is factored through the sketch, which leaves zeros past
+    it, and agrees with float64 numpy on the exact B A."""
+    exact = _with_spectrum(0.05 * 0.7 ** np.arange(8))  # distinct singular values: every top-k subspace is defined
+    w0 = torch.from_numpy(rng.normal(0, 0.05, size=exact.shape)).float()  # ||B A|| = 4e-3 ||W0||, like trained LoRA
+    spec = spectra({"m": (w0 + torch.from_numpy(exact).float()) - w0})["m"]
+    assert (spec.singular_values[SKETCH:] == 0).all()
+    _assert_matches(spec, exact)
+
+
+@pytest.mark.parametrize("tail", [1.0, 10 * LOW_RANK_RESIDUAL], ids=["full-rank", "low-rank-plus-10x-tolerance"])
+def test_update_with_full_rank_part_gets_the_full_svd(tail):
+    """A full-rank random part, even one just 10x the tolerance on top of a rank-8 update, rules the shortcut out."""
+    low = _with_spectrum(0.7 ** np.arange(8))
+    noise = rng.normal(size=low.shape)
+    dw = torch.from_numpy(low + tail * np.linalg.norm(low) / np.linalg.norm(noise) * noise).float()
+    spec = spectra({"m": dw})["m"]
+    assert (spec.singular_values > 0).all()
+    _assert_matches(spec, dw.double().numpy())
 
 
 def test_lora_delta_is_the_scaled_product_and_has_rank_r(tiny):

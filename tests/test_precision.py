@@ -56,7 +56,7 @@ def test_frozen_weights_cast_once_give_autocasts_numbers(tiny):
     assert all(m.weight is weights[id(m)] and m.weight.dtype == torch.float32 for m in frozen_linears(model))
 
 
-def test_only_frozen_fp32_linears_in_bf16_are_cast(tiny):
+def test_only_frozen_fp32_linears_in_bf16_on_a_cpu_are_cast(tiny):
     cls = METHODS.get("full")
     full = cls(cls.Options()).prepare(copy.deepcopy(tiny.model))  # every weight trains: nothing is frozen
     with weights_cast_once("bf16", full):
@@ -64,6 +64,10 @@ def test_only_frozen_fp32_linears_in_bf16_are_cast(tiny):
     model = lora(tiny)
     with weights_cast_once("fp32", model):
         assert not any("forward" in vars(m) for m in model.modules() if isinstance(m, nn.Linear))
+    with torch.device("meta"):  # stands in for a GPU: anything but the CPU is left to autocast
+        elsewhere = copy.deepcopy(tiny.model).to("meta")
+    with weights_cast_once("bf16", elsewhere):
+        assert not any("forward" in vars(m) for m in elsewhere.modules() if isinstance(m, nn.Linear))
 
 
 @pytest.mark.parametrize("precision, width, kernel", [

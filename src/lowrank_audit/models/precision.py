@@ -50,9 +50,11 @@ def weights_cast_once(precision: str, model: nn.Module, trainable: bool = False)
 
     Autocast caches its casts only for weights that require grad, and only until it exits, so it casts weights again at
     every call: for a LoRA step on short sequences that is a tenth of the step. `.weight` itself stays fp32, so code
-    that reads it (DoRA's weight norm, checkpoints) sees what it saw before. A no-op for fp32.
+    that reads it (DoRA's weight norm, checkpoints) sees what it saw before. The copies hold half the fp32 size of the
+    weights they copy. Only on a CPU, where it was measured (BENCHMARKS.md); a no-op for fp32 and on GPUs, whose memory
+    is the scarcer resource.
     """
-    if precision != "bf16":
+    if precision != "bf16" or any(p.device.type != "cpu" for p in model.parameters()):
         yield
         return
     patched = []

@@ -10,7 +10,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from lowrank_audit.config import BudgetSpec
 from lowrank_audit.methods import METHODS
-from lowrank_audit.models.precision import SHORT_ATTENTION, output_layer_in_fp32, training_attention, weights_cast_once
+from lowrank_audit.models.precision import SHORT_ATTENTION, weights_cast_once, training_attention
 from lowrank_audit.tasks import Example
 from lowrank_audit.train import train
 
@@ -121,22 +121,3 @@ def test_bf16_evaluation_and_generation_numbers_unchanged(tiny, monkeypatch):
         monkeypatch.setattr(module, "weights_cast_once", lambda *args, **kwargs: contextlib.nullcontext())
     for a, b in zip(ours, outputs(), strict=True):
         assert torch.equal(a, b)
-
-
-@pytest.mark.parametrize("name", ["full", "lora"])
-def test_bf16_training_computes_the_logits_in_fp32(tiny, name):
-    """The loss's logits come from an fp32 output layer in bf16 training; the layer is back to itself afterwards."""
-    cls = METHODS.get(name)
-    m = cls(cls.Options())
-    model = m.prepare(copy.deepcopy(tiny.model))
-    head = model.get_output_embeddings()
-    dtypes = []
-    head.register_forward_hook(lambda module, args, out: dtypes.append((args[0].dtype, out.dtype)))
-    train(model, m, EXAMPLES, tiny.tokenizer, BudgetSpec(steps=2, batch_size=4), "bf16", seed=0, progress=False)
-    assert dtypes == [(torch.float32, torch.float32)] * 2
-    assert "forward" not in vars(head)
-    ids = torch.randint(0, 50, (2, 5))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert model(input_ids=ids).logits.dtype == torch.bfloat16  # outside training: autocast's own choice
-        with output_layer_in_fp32("fp32", model):
-            assert model(input_ids=ids).logits.dtype == torch.bfloat16  # a no-op unless training in bf16

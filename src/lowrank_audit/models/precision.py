@@ -87,28 +87,3 @@ def _cast_once(module: nn.Linear, dtype: torch.dtype, trainable: bool) -> Callab
         return original(x)
 
     return forward
-
-
-@contextlib.contextmanager
-def output_layer_in_fp32(precision: str, model: nn.Module) -> Iterator[None]:
-    """While active, under bf16 autocast the output layer computes the logits in fp32 from fp32 hidden states.
-
-    The logits feed the loss, and the shifts this toolkit measures are small changes of next-token probabilities:
-    trained with bf16 logits, SmolLM2 recovered 0.05-0.11 less of `debias`'s shift than in fp32, and with fp32 logits
-    about as much as in fp32 (BENCHMARKS.md). The loop computes logits only where a label is, so this costs little.
-    """
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if precision != "bf16" or head is None or "forward" in vars(head):
-        yield
-        return
-    original = type(head).forward.__get__(head)
-
-    def forward(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            return original(x.float(), *args, **kwargs)
-
-    head.forward = forward
-    try:
-        yield
-    finally:
-        del head.forward

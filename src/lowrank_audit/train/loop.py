@@ -27,7 +27,7 @@ from transformers import PreTrainedTokenizerBase
 from ..config.spec import BudgetSpec
 from ..errors import AuditError
 from ..methods.base import Method, optimizer_state_bytes
-from ..models.precision import output_layer_in_fp32, training_attention, weights_cast_once
+from ..models.precision import weights_cast_once, training_attention
 from ..tasks.base import Example
 from .checkpoint import capture, load_latest, restore, save
 
@@ -190,8 +190,7 @@ def train(model: nn.Module, method: Method, examples: Sequence[Example], tokeniz
                 next(data)
             result.steps, result.tokens, result.losses, earlier = resume.step, resume.tokens, list(resume.losses), resume.seconds
             log(f"resuming {desc} from step {resume.step}")
-        # after start, prepare and restore: nothing changes the frozen weights now; the output layer stays fp32
-        with output_layer_in_fp32(precision, model), weights_cast_once(precision, model):
+        with weights_cast_once(precision, model):  # after start, prepare and restore: nothing changes these weights now
             params = [p for p in prepared.parameters() if p.requires_grad]
             bar = tqdm(range(result.steps + 1, budget.steps + 1), initial=result.steps, total=budget.steps, desc=desc,
                        disable=not progress, leave=False, unit="step")

@@ -27,7 +27,7 @@ from transformers import PreTrainedTokenizerBase
 from ..config.spec import BudgetSpec
 from ..errors import AuditError
 from ..methods.base import Method, optimizer_state_bytes
-from ..models.precision import weights_cast_once, training_attention
+from ..models.precision import training_attention, weights_cast_once
 from ..tasks.base import Example
 from .checkpoint import capture, load_latest, restore, save
 
@@ -190,11 +190,11 @@ def train(model: nn.Module, method: Method, examples: Sequence[Example], tokeniz
                 next(data)
             result.steps, result.tokens, result.losses, earlier = resume.step, resume.tokens, list(resume.losses), resume.seconds
             log(f"resuming {desc} from step {resume.step}")
+        params = [p for p in prepared.parameters() if p.requires_grad]
+        bar = tqdm(range(result.steps + 1, budget.steps + 1), initial=result.steps, total=budget.steps, desc=desc,
+                   disable=not progress, leave=False, unit="step")
+        paused = 0.0  # seconds spent writing checkpoints: not training time
         with weights_cast_once(precision, model):  # after start, prepare and restore: nothing changes these weights now
-            params = [p for p in prepared.parameters() if p.requires_grad]
-            bar = tqdm(range(result.steps + 1, budget.steps + 1), initial=result.steps, total=budget.steps, desc=desc,
-                       disable=not progress, leave=False, unit="step")
-            paused = 0.0  # seconds spent writing checkpoints: not training time
             for step in bar:
                 ids, mask, labels = (t.to(accelerator.device) for t in next(data))
                 with training_attention(precision, accelerator.device, ids.shape[1]):

@@ -40,9 +40,9 @@ def setup() -> None:
         record("sqlite", str(database))
         return real_connect(database, *args, **kwargs)
 
-    def compute_run(job, refs, context):
+    def compute_run(job, refs, context, reference=None):
         record("run", job.run.run_id)
-        return real_compute(job, refs, context)
+        return real_compute(job, refs, context, reference)
 
     sqlite3.connect = connect
     sweep.compute_run = compute_run

@@ -11,12 +11,16 @@ import os
 import socket
 import subprocess
 import sys
+import time
+import weakref
 from pathlib import Path
 
 import pytest
 
 from lowrank_audit.config import MethodSpec, with_execution
+from lowrank_audit.config.spec import ExecutionSpec
 from lowrank_audit.errors import AuditError
+from lowrank_audit.executors import LocalExecutor, RayExecutor
 from lowrank_audit.methods import METHODS
 from lowrank_audit.store import Store
 from lowrank_audit.store.sqlite import STORE_FILE
@@ -124,6 +128,87 @@ def test_rerunning_a_finished_ray_sweep_skips_everything(sweeps, spec, worker_lo
     assert (again.planned, again.skipped, again.finished, again.failed) == (3, 3, 0, [])
     assert (results(out / "ray"), Store.in_dir(out / "ray").runs()) == before
     assert len([e for e in ray_worker_hooks.read_log(worker_log) if e[0] == "run"]) == runs_before
+
+
+class Job:
+    """A job of the executor tests below: a name, and a folder where its work leaves marks."""
+
+    def __init__(self, name, folder):
+        self.name, self.folder = name, folder
+
+
+def waits_for_its_dependent(job, shared, context, earlier):
+    """The earlier job: it finishes only once the job that depends on it has started (or after 60 s)."""
+    for _ in range(600):
+        if (job.folder / "dependent-started").exists():
+            return f"{job.name} saw its dependent start"
+        time.sleep(0.1)
+    return f"{job.name} finished before its dependent started"
+
+
+def fetches_the_earlier_result(job, shared, context, earlier):
+    (job.folder / "dependent-started").touch()
+    result = earlier()
+    return f"{job.name} got [{result if not isinstance(result, Exception) else type(result).__name__}]"
+
+
+def dies(job, shared, context, earlier):
+    os._exit(1)  # the worker process dies: Ray retries the task, then reports a RayError
+
+
+def work(job, shared, context, earlier):
+    return (waits_for_its_dependent if job.name == "reference" else dies if job.name == "dies"
+            else fetches_the_earlier_result)(job, shared, context, earlier)
+
+
+def test_ray_starts_a_job_before_the_earlier_job_it_needs_has_finished(worker_log, tmp_path):
+    reference, dependent = Job("reference", tmp_path), Job("dependent", tmp_path)
+    execution = ExecutionSpec(executor="ray")
+    with RayExecutor(execution, False, quiet) as executor:
+        done = dict((job.name, result) for job, result in
+                    executor.run(work, [(reference, "shared", None), (dependent, "shared", reference)], None))
+    assert done == {"reference": "reference saw its dependent start",
+                    "dependent": "dependent got [reference saw its dependent start]"}
+
+
+def test_a_job_whose_earlier_job_died_gets_the_error(worker_log, tmp_path):
+    dead, dependent = Job("dies", tmp_path), Job("dependent", tmp_path)
+    with RayExecutor(ExecutionSpec(executor="ray"), False, quiet) as executor:
+        done = {job.name: result for job, result in executor.run(work, [(dead, 0, None), (dependent, 0, dead)], None)}
+    assert isinstance(done["dies"], ray.exceptions.RayError)
+    assert done["dependent"] == f"dependent got [{type(done['dies']).__name__}]"
+
+
+class Result:
+    def __init__(self, value):
+        self.value = value
+
+
+def test_the_local_executor_hands_a_job_the_earlier_result_and_then_lets_it_go(tmp_path):
+    def local_work(job, shared, context, earlier):
+        return Result([job.name, shared, context, None if earlier is None else earlier().value])
+
+    watched = {}
+
+    def jobs():  # as the sweep makes them: the earlier job lives while later jobs may name it
+        first = Job("first", tmp_path)
+        watched["job"] = weakref.ref(first)
+        yield first, "s", None
+        yield Job("second", tmp_path), "s", first
+        yield Job("third", tmp_path), "t", first
+        del first
+        yield Job("fourth", tmp_path), "t", None
+
+    values = []
+    for job, result in LocalExecutor(ExecutionSpec(), False, quiet).run(local_work, jobs(), "ctx"):
+        if job.name == "first":
+            watched["result"] = weakref.ref(result)
+        if job.name == "fourth":  # the executor kept the first result for jobs two and three, and no longer
+            assert watched["job"]() is None and watched["result"]() is None
+        values.append(result.value)
+        del job, result
+    assert values == [["first", "s", "ctx", None], ["second", "s", "ctx", ["first", "s", "ctx", None]],
+                      ["third", "t", "ctx", ["first", "s", "ctx", None]], ["fourth", "t", "ctx", None]]
 
 
 def test_missing_ray_is_a_clear_error(smoke_spec, tmp_path, monkeypatch):

@@ -125,6 +125,38 @@ def test_nan_loss_fails_one_run_and_the_sweep_goes_on(smoke_spec, tmp_path, monk
     assert runs["lora", 4]["status"] == "finished"
 
 
+def test_a_failed_full_fine_tune_leaves_the_others_scored_without_it(smoke_spec, tmp_path, monkeypatch):
+    real_train = sweep_module.train
+
+    def full_diverges(model, method, *args, **kwargs):
+        if method.name == "full":
+            raise TrainingDiverged(3, float("inf"))
+        return real_train(model, method, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "train", full_diverges)
+    result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+    assert [e.split(";")[0] for _, e in result.failed] == ["loss became inf at step 3"]
+    metrics = {}
+    for m in Store.in_dir(tmp_path).metrics():
+        metrics.setdefault(m["run_id"], set()).add(m["metric"])
+    runs = {(r["method"], r["rank"]): r for r in Store.in_dir(tmp_path).runs()}
+    assert {k: r["status"] for k, r in runs.items()} == {("full", None): "failed", ("base", None): "finished",
+                                                         ("lora", 1): "finished", ("lora", 4): "finished"}
+    for key in [("base", None), ("lora", 1), ("lora", 4)]:
+        names = metrics[runs[key]["run_id"]]
+        assert "shift_recovered" in names and "kl_to_full" not in names  # nothing measured against a missing run
+    assert "weight_update_norm" in metrics[runs["lora", 1]["run_id"]]
+    assert "weight_subspace_overlap" not in metrics[runs["lora", 1]["run_id"]]
+
+
+def test_references_take_the_full_fine_tunes_outcome_only_if_it_succeeded():
+    base, refs = {"x": 1}, sweep_module.References({"x": 1})
+    done = sweep_module.RunOutcome(observation={"x": 2}, spectra={"w": 3})
+    assert refs.with_reference(done) == sweep_module.References(base, {"x": 2}, {"w": 3})
+    for failed in [sweep_module.RunOutcome(error="boom"), RuntimeError("worker died")]:
+        assert refs.with_reference(failed) is refs
+
+
 def test_a_method_that_changes_nothing_is_an_error_not_a_result(smoke_spec, tmp_path, monkeypatch):
     real_train = sweep_module.train
 

@@ -1,16 +1,20 @@
 """Who executes the runs of a sweep: this process, one at a time (`local`), or one Ray task per run (`ray`).
 
-An executor knows nothing about models or stores. It calls `work(job, shared, context)` for every job
+An executor knows nothing about models or stores. It calls `work(job, shared, context, earlier)` for every job
 and yields each job's result as soon as it is ready; the sweep (the driver) writes the store. `shared`
-is what several jobs have in common (their group's reference observations): the Ray executor sends
-each distinct one to the cluster once. `context` is this process's loaded state (the base model);
-a Ray worker has none and gets `None`, so `work` loads what it needs there.
+is what several jobs have in common (their group's base observation): the Ray executor sends each
+distinct one to the cluster once. `context` is this process's loaded state (the base model); a Ray
+worker has none and gets `None`, so `work` loads what it needs there. A job may name an earlier job
+whose result it needs only late in its work (a run is scored against its group's full fine-tune after
+it has trained): `earlier()` returns that result, waiting for it if need be, so both can run at once.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import weakref
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from typing import Any, Callable, ClassVar, Iterable, Iterator, TypeVar
@@ -25,6 +29,11 @@ J = TypeVar("J")
 S = TypeVar("S")
 C = TypeVar("C")
 R = TypeVar("R")
+Earlier = Callable[[], Any] | None
+"""What `work` gets to fetch the result (R | Exception) of the earlier job it depends on; None without one."""
+Work = Callable[[J, S, C | None, Earlier], R]
+Jobs = Iterable[tuple[J, S, J | None]]
+"""(job, shared, the earlier job whose result it needs or None), in an order where an earlier job comes first."""
 
 RAY_INSTALL = "pip install 'lowrank-audit[ray]'"
 
@@ -41,8 +50,6 @@ class Executor(ABC):
     """Runs jobs and yields (job, result) as each finishes; a result that could not be produced is an exception."""
 
     name: ClassVar[str]
-    concurrent: ClassVar[bool]
-    """True: many runs in flight at once (references of all groups, then all other runs); False: one group at a time."""
     remote: ClassVar[bool]
     """True: the work runs in other processes (no per-step progress bars from there)."""
 
@@ -58,23 +65,26 @@ class Executor(ABC):
         """Release what `__enter__` acquired."""
 
     @abstractmethod
-    def run(self, work: Callable[[J, S, C | None], R], jobs: Iterable[tuple[J, S]],
-            context: C) -> Iterator[tuple[J, R | Exception]]:
-        """Call `work` on every (job, shared) of `jobs`; yield each job with its result as it finishes."""
+    def run(self, work: Work, jobs: Jobs, context: C) -> Iterator[tuple[J, R | Exception]]:
+        """Call `work` on every job of `jobs`; yield each job with its result as it finishes."""
 
 
 class LocalExecutor(Executor):
     """In this process, one run at a time, sharing the already-loaded base model (no extra model loads)."""
 
     name = "local"
-    concurrent = False
     remote = False
 
-    def run(self, work: Callable[[J, S, C | None], R], jobs: Iterable[tuple[J, S]],
-            context: C) -> Iterator[tuple[J, R | Exception]]:
-        """Jobs are taken one by one, so a job is only created (and marked running) right before it runs."""
-        for job, shared in jobs:
-            yield job, work(job, shared, context)
+    def run(self, work: Work, jobs: Jobs, context: C) -> Iterator[tuple[J, R | Exception]]:
+        """Jobs are taken one by one, so a job is only created (and marked running) right before it runs; the earlier
+        job a job needs has finished by then."""
+        done: dict[int, Any] = {}  # id(job) -> result, while the job exists (a later job may name it)
+        for job, shared, after in jobs:
+            earlier = None if after is None else functools.partial(done.__getitem__, id(after))
+            result = work(job, shared, context, earlier)
+            done[id(job)] = result
+            weakref.finalize(job, done.pop, id(job), None)
+            yield job, result
 
 
 @contextmanager
@@ -91,16 +101,33 @@ def _one_gcs_try() -> Iterator[None]:
         del os.environ[GCS_TRIES]
 
 
-def _in_worker(work: Callable[[J, S, None], R], job: J, shared: S) -> R:
+class _Fetch:
+    """`earlier` in a Ray worker: gets the earlier task's result from the cluster when `work` asks for it.
+
+    The object ref travels inside a list, so that Ray does not wait for it before starting the task. While it waits
+    here, Ray lends the task's CPUs to other tasks."""
+
+    def __init__(self, ref: Any) -> None:
+        self.refs = [ref]
+
+    def __call__(self) -> Any:
+        import ray
+
+        try:
+            return ray.get(self.refs[0])
+        except ray.exceptions.RayError as e:  # the earlier task's worker died: the dependent sees the failure
+            return e
+
+
+def _in_worker(work: Work, job: J, shared: S, earlier: Earlier) -> R:
     """The body of every Ray task: the work, without a context (the worker loads its own base model)."""
-    return work(job, shared, None)
+    return work(job, shared, None, earlier)
 
 
 class RayExecutor(Executor):
     """One Ray task per run with the configured CPUs and GPUs; results come back to the driver, which alone writes."""
 
     name = "ray"
-    concurrent = True
     remote = True
 
     def __init__(self, execution: ExecutionSpec, progress: bool, log: Callable[[str], None]) -> None:
@@ -163,17 +190,23 @@ class RayExecutor(Executor):
             self.ray.shutdown()
             self._started = False
 
-    def run(self, work: Callable[[J, S, C | None], R], jobs: Iterable[tuple[J, S]],
-            context: C) -> Iterator[tuple[J, R | Exception]]:
-        """Submit every job at once, then yield results in the order they finish (ray.wait)."""
+    def run(self, work: Work, jobs: Jobs, context: C) -> Iterator[tuple[J, R | Exception]]:
+        """Submit every job at once (a job that needs an earlier one's result fetches it when it needs it), then yield
+        results in the order they finish (ray.wait)."""
         ray = self.ray
         sent: dict[int, tuple[Any, Any]] = {}  # id(shared) -> (shared, its object ref); holding `shared` keeps its id unique
+        submitted: dict[int, Any] = {}  # id(job) -> its task's object ref (`pending` keeps every job, so ids stay unique)
         pending: dict[Any, J] = {}
         try:
-            for job, shared in jobs:
+            for job, shared, after in jobs:
                 if id(shared) not in sent:
                     sent[id(shared)] = (shared, ray.put(shared))
-                pending[self._task.remote(work, job, sent[id(shared)][1])] = job
+                earlier = None if after is None else _Fetch(submitted[id(after)])
+                ref = self._task.remote(work, job, sent[id(shared)][1], earlier)
+                submitted[id(job)] = ref
+                pending[ref] = job
+            sent.clear()  # the tasks hold what they need; the object store frees each result once nothing refers to it
+            submitted.clear()
             with tqdm(total=len(pending), desc="runs", unit="run", disable=not self.progress) as bar:
                 while pending:
                     (ready,), _ = ray.wait(list(pending), num_returns=1)

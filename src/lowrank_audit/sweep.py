@@ -1,12 +1,13 @@
 """Execute a planned sweep: load the base once, train and evaluate each run, write the store.
 
-Per (task, seed): the base observation is computed once (cached); full fine-tuning runs first so that
-it can serve as the reference; then the base run and every other method. A finished run is skipped on
-a re-run; a failed or interrupted one is retried.
+Per (task, seed): the base observation is computed once (cached); full fine-tuning is handed out first so
+that it can serve as the reference; then the base run and every other method, which need the reference's
+outcome only to be scored (so with Ray they train while it trains). A finished run is skipped on a re-run;
+a failed or interrupted one is retried.
 
-What one run computes (`compute_run`) is a function of picklable inputs (`RunJob`, `References`) that
-returns a picklable `RunOutcome`; who runs it is the executor (`executors.py`): this process, sharing
-the loaded model, or a Ray worker, which loads the model itself. Either way only this process (the
+What one run computes (`compute_run`) is a function of picklable inputs (`RunJob`, `References`, and a way
+to fetch the reference's outcome) that returns a picklable `RunOutcome`; who runs it is the executor
+(`executors.py`): this process, sharing the loaded model, or a Ray worker, which loads the model itself. Either way only this process (the
 driver) writes the store and the cache. Launched as several processes, the others train each run with the
 driver (`follow_runs`) and write nothing.
 """
@@ -98,6 +99,13 @@ class References:
     full: Observation | None = None
     full_spectra: dict[str, Spectrum] | None = None
 
+    def with_reference(self, outcome: "RunOutcome | Exception") -> "References":
+        """These references plus the full fine-tune's outcome; unchanged if that run failed (then nothing is scored
+        against a full fine-tune, as when a group has none)."""
+        if isinstance(outcome, Exception) or outcome.error is not None:
+            return self
+        return References(self.base, outcome.observation, outcome.spectra)
+
 
 @dataclass(frozen=True)
 class RunJob:
@@ -166,13 +174,18 @@ def _context_for(job: RunJob) -> RunContext:
     return context
 
 
-def attempt_run(job: RunJob, refs: References, context: RunContext | None = None) -> RunOutcome:
+Reference = Callable[[], "RunOutcome | Exception"] | None
+"""Fetches the outcome of the group's full fine-tune when a run needs it to be scored (None: `refs` has all there is)."""
+
+
+def attempt_run(job: RunJob, refs: References, context: RunContext | None = None,
+                reference: Reference = None) -> RunOutcome:
     """One run in this process (in a worker if `context` is None); its failure becomes a failed outcome.
 
     A bug in one run must not lose the sweep: it is recorded, the others go on, the command exits non-zero.
     """
     try:
-        return compute_run(job, refs, context or _context_for(job))
+        return compute_run(job, refs, context or _context_for(job), reference)
     except (TrainingDiverged, AuditError) as e:
         return RunOutcome(error=str(e))
     except Exception as e:
@@ -209,11 +222,11 @@ def trained_model(job: RunJob, refs: References, context: RunContext) -> tuple[t
     return model, record
 
 
-def _announced(job: RunJob, refs: References, context: RunContext | None) -> RunOutcome:
+def _announced(job: RunJob, refs: References, context: RunContext | None, reference: Reference = None) -> RunOutcome:
     """`attempt_run` in the main of several launched processes: a run to train is first handed to the others."""
     if job.run.build_method().trains and load_trained(job.folder) is None:
         announce((replace(job, progress=False), References(refs.base)))
-    return attempt_run(job, refs, context)
+    return attempt_run(job, refs, context, reference)
 
 
 def follow_runs(log: Callable[[str], None] = _log_default) -> None:
@@ -229,8 +242,10 @@ def follow_runs(log: Callable[[str], None] = _log_default) -> None:
             log(f"process {launch_state().process_index}: run {job.label} failed: {type(e).__name__}: {e}")
 
 
-def compute_run(job: RunJob, refs: References, context: RunContext) -> RunOutcome:
-    """What one run computes: train (if the method trains), save the weights, observe, score. Never touches the store."""
+def compute_run(job: RunJob, refs: References, context: RunContext, reference: Reference = None) -> RunOutcome:
+    """What one run computes: train (if the method trains), save the weights, observe, score. Never touches the store.
+
+    `reference`, if given, is called once all but the scoring is done: it waits for the full fine-tune's outcome."""
     run, method, loaded = job.run, job.run.build_method(), context.loaded
     task = context.task(run, refs.base)
     extra: dict[str, Any] = {}
@@ -246,7 +261,7 @@ def compute_run(job: RunJob, refs: References, context: RunContext) -> RunOutcom
         eval_seconds = time.perf_counter() - t0
         check_changed(obs, refs.base, job.label)
         own_spectra = spectra(weight_deltas(model, loaded.model))
-        weight_rows = weight_update_rows(own_spectra, None if job.is_reference else refs.full_spectra, method.rank)
+        del model
         extra = {"train_seconds": res.seconds, "trainable_params": params, "peak_rss_mb": record["peak_rss_mb"],
                  "artifact": str(job.folder.relative_to(job.out_dir))}
         run_rows = [
@@ -258,11 +273,14 @@ def compute_run(job: RunJob, refs: References, context: RunContext) -> RunOutcom
             MetricRow("optimizer_state_bytes", float(res.optimizer_state_bytes)),
             MetricRow("final_loss", res.final_loss),
             MetricRow("eval_seconds", eval_seconds),
-        ] + weight_rows
-        del model
-    reference = obs if job.is_reference else refs.full
+        ]
+    if reference is not None:
+        refs = refs.with_reference(reference())
+    if own_spectra is not None:
+        run_rows += weight_update_rows(own_spectra, None if job.is_reference else refs.full_spectra, method.rank)
+    full = obs if job.is_reference else refs.full
     extra["samples"] = task.samples(obs)
-    rows = task.score(obs, refs.base, reference, run.seed) + run_rows
+    rows = task.score(obs, refs.base, full, run.seed) + run_rows
     if job.is_reference:
         return RunOutcome(rows, extra, obs, own_spectra)
     return RunOutcome(rows, extra)
@@ -270,10 +288,9 @@ def compute_run(job: RunJob, refs: References, context: RunContext) -> RunOutcom
 
 @dataclass
 class _Group:
-    """The runs of one (task, task options, seed), and the references they are measured against."""
+    """The runs of one (task, task options, seed)."""
 
     runs: list[PlannedRun]
-    refs: References | None = None
 
     @property
     def reference(self) -> PlannedRun | None:
@@ -325,7 +342,8 @@ class Sweep:
 
     # ------------------------------------------------------------------------------------------------
     def run(self) -> SweepResult:
-        """Every pending run, one wave of references then one of the rest, per group (local) or for all groups (Ray)."""
+        """Every pending run, group by group, each group's full fine-tune first (the local executor runs them in that
+        order; Ray runs them all at once, each run waiting for its reference only to be scored)."""
         result = SweepResult(self.out_dir, planned=len(self.runs))
         pending = []
         for group in self._groups.values():
@@ -336,16 +354,15 @@ class Sweep:
         if not pending:
             return result
         with self.executor:
-            for batch in [pending] if self.executor.concurrent else [[g] for g in pending]:
-                self._execute(self._reference_jobs(batch), result)
-                self._execute((self._job(r, g) for g in batch for r in g.others if not self._finished(r)), result)
+            self._execute(self._jobs(pending), result)
         return result
 
     def _finished(self, run: PlannedRun) -> bool:
         return self.store.status(run.run_id) == "finished"
 
-    def _reference_jobs(self, groups: list[_Group]) -> Iterator[tuple[RunJob, References]]:
-        """Per group: the base observation (computed here, cached), then the full fine-tune's job unless it is done."""
+    def _jobs(self, groups: list[_Group]) -> Iterator[tuple[RunJob, References, RunJob | None]]:
+        """Per group: the base observation (computed here, cached), the full fine-tune's job unless it is done, then
+        every other pending run's, naming the full fine-tune's job when its outcome is still to come."""
         for group in groups:
             first = group.runs[0]
             task = self.context.task(first)
@@ -353,14 +370,15 @@ class Sweep:
             base_obs = self.cache.get_or_compute(base_key, lambda: task.observe_base(self.context.runner, self.loaded.model))
             self.context.task(first, base_obs)
             self._save_training_data(task, base_obs, first)
-            group.refs = References(base_obs)
-            reference = group.reference
-            if reference is None:
-                continue
-            if self._finished(reference):
-                group.refs = References(base_obs, *self._reference_observation(reference, task))
-            else:
-                yield self._job(reference, group)
+            refs, reference, after = References(base_obs), group.reference, None
+            if reference is not None and self._finished(reference):
+                refs = References(base_obs, *self._reference_observation(reference, task))
+            elif reference is not None:
+                after = self._job(reference, group)
+                yield after, refs, None
+            for run in group.others:
+                if not self._finished(run):
+                    yield self._job(run, group), refs, after
 
     def _save_training_data(self, task: Task, base_obs: Observation, first: PlannedRun) -> None:
         """The group's fine-tuning data as JSONL in `out_dir/data` (a task that cannot build it fails its runs later)."""
@@ -380,17 +398,16 @@ class Sweep:
                                         lambda: task.observe(self.context.runner, model))
         return obs, own_spectra
 
-    def _job(self, run: PlannedRun, group: _Group) -> tuple[RunJob, References]:
+    def _job(self, run: PlannedRun, group: _Group) -> RunJob:
         """Mark the run as running and describe its work; the executor takes it from here."""
         method = run.build_method()
         label = f"{run.task} / {run.method}" + (f" r={method.rank}" if method.rank is not None else "") + f" / seed {run.seed}"
         self.store.start_run(RunRecord(run.run_id, run.task, run.method, method.rank, run.seed, run.config))
         self.log(f"run {label} ({run.run_id})")
-        job = RunJob(run, label, self.spec, self.precision, self.out_dir, is_reference=run is group.reference,
-                     progress=self.progress and not self.executor.remote)
-        return job, group.refs
+        return RunJob(run, label, self.spec, self.precision, self.out_dir, is_reference=run is group.reference,
+                      progress=self.progress and not self.executor.remote)
 
-    def _execute(self, jobs: Iterator[tuple[RunJob, References]], result: SweepResult) -> None:
+    def _execute(self, jobs: Iterator[tuple[RunJob, References, RunJob | None]], result: SweepResult) -> None:
         """Hand the jobs to the executor; write each outcome to the store as it arrives (only this process writes)."""
         work = _announced if self.processes > 1 else attempt_run
         for job, outcome in self.executor.run(work, jobs, self.context):
@@ -399,11 +416,9 @@ class Sweep:
             if outcome.error is not None:
                 self._fail(job, outcome.error, result)
                 continue
-            group = self._groups[job.run.group]
             if job.is_reference:
                 task = self.context.task(job.run)
                 self.cache.put(cache_key("run", job.run.run_id, task.fingerprint()), outcome.observation)
-                group.refs = References(group.refs.base, outcome.observation, outcome.spectra)
             self.store.finish_run(job.run.run_id, outcome.rows, **outcome.extra)
             result.finished += 1
 

@@ -211,6 +211,20 @@ def test_the_local_executor_hands_a_job_the_earlier_result_and_then_lets_it_go(t
                       ["third", "t", "ctx", ["first", "s", "ctx", None]], ["fourth", "t", "ctx", None]]
 
 
+def test_ray_is_reached_before_the_model_loads(smoke_spec, tmp_path, monkeypatch):
+    from lowrank_audit import sweep
+
+    def unreachable(self):
+        raise AuditError("cannot connect to the Ray cluster at 'head:6379'")
+
+    loads = []
+    monkeypatch.setattr(RayExecutor, "__enter__", unreachable)
+    monkeypatch.setattr(sweep, "load_model", lambda *args: loads.append(args))
+    with pytest.raises(AuditError, match="cannot connect to the Ray cluster at 'head:6379'"):
+        run_sweep(with_execution(smoke_spec, ray_address="head:6379"), tmp_path, progress=False, log=quiet)
+    assert loads == [] and not (tmp_path / STORE_FILE).exists()
+
+
 def test_missing_ray_is_a_clear_error(smoke_spec, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` sees without the package
     with pytest.raises(AuditError, match=r"Ray is not installed\. Install it with: pip install 'lowrank-audit\[ray\]'"):

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from launched_training import trained
 from lowrank_audit.errors import AuditError
-from lowrank_audit.sweep import Sweep
+from lowrank_audit.sweep import run_sweep
 
 HERE = Path(__file__).parent
 TIMING = ("train_seconds", "seconds_per_step", "tokens_per_second", "peak_rss_mb", "eval_seconds")
@@ -93,7 +93,11 @@ def test_a_launched_sweep_refuses_a_remote_executor(smoke_spec, tmp_path, monkey
     class TwoProcesses:
         num_processes, is_main_process = 2, True
 
+    announced = []
     monkeypatch.setattr("lowrank_audit.sweep.launch_state", lambda: TwoProcesses())
+    monkeypatch.setattr("lowrank_audit.sweep.announce", announced.append)
     spec = smoke_spec.model_copy(update={"execution": smoke_spec.execution.model_copy(update={"executor": "ray"})})
     with pytest.raises(AuditError, match="executor 'ray' runs each run elsewhere"):
-        Sweep(spec, tmp_path, progress=False)
+        run_sweep(spec, tmp_path, progress=False)
+    assert announced == [None]  # the other processes are told to stop waiting
+    assert not (tmp_path / "results.sqlite").exists()

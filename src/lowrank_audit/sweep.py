@@ -32,7 +32,7 @@ from .evaluate import ObservationCache, Runner
 from .evaluate.cache import cache_key
 from .evaluate.probe import check_changed
 from .evaluate.weights import Spectrum, spectra, weight_deltas, weight_update_rows
-from .executors import EXECUTORS
+from .executors import EXECUTORS, Executor
 from .methods import Method, trainable_parameters
 from .models import LoadedModel, load_model, resolve_precision
 from .plan import BASE, REFERENCE, PlannedRun, experiment_fingerprint, plan_runs
@@ -307,18 +307,14 @@ class _Group:
 class Sweep:
     """The driver of one sweep: it holds the model, the store and the cache; an executor runs the runs."""
 
-    def __init__(self, spec: ExperimentSpec, out_dir: Path, progress: bool = True,
+    def __init__(self, spec: ExperimentSpec, out_dir: Path, executor: Executor, progress: bool = True,
                  log: Callable[[str], None] = _log_default, source: str = "config") -> None:
         self.spec = spec
         self.out_dir = out_dir
         self.progress = progress
         self.log = log
-        self.executor = EXECUTORS.get(spec.execution.executor)(spec.execution, progress, log)
+        self.executor = executor
         self.processes = launch_state().num_processes
-        if self.processes > 1 and self.executor.remote:
-            raise AuditError(f"this sweep was launched as {self.processes} processes that train each run together; "
-                             f"executor {self.executor.name!r} runs each run elsewhere. Use executor local under a launcher, "
-                             "or one process with executor ray.")
         self.precision = resolve_precision(spec.precision)
         log(f"loading model ({spec.model.source}) ...")
         self.loaded: LoadedModel = load_model(spec.model, task_vocabulary())
@@ -351,9 +347,7 @@ class Sweep:
             result.skipped += len(group.runs) - len(todo)
             if todo:
                 pending.append(group)
-        if not pending:
-            return result
-        with self.executor:
+        if pending:
             self._execute(self._jobs(pending), result)
         return result
 
@@ -428,6 +422,16 @@ class Sweep:
         self.log(f"run {job.label} failed: {error.splitlines()[0]}")
 
 
+def _executor(spec: ExperimentSpec, processes: int, progress: bool, log: Callable[[str], None]) -> Executor:
+    """The sweep's executor, refused under a launcher if it runs each run elsewhere."""
+    executor = EXECUTORS.get(spec.execution.executor)(spec.execution, progress, log)
+    if processes > 1 and executor.remote:
+        raise AuditError(f"this sweep was launched as {processes} processes that train each run together; "
+                         f"executor {executor.name!r} runs each run elsewhere. Use executor local under a launcher, "
+                         "or one process with executor ray.")
+    return executor
+
+
 def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True,
               log: Callable[[str], None] = _log_default, source: str = "config") -> SweepResult:
     """Run (or resume) every run of `spec` into `out_dir`; one process at a time per folder.
@@ -441,8 +445,10 @@ def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True,
         return SweepResult(Path(out_dir), driver=False)
     try:
         check_writable(Path(out_dir))
-        with OutputLock(out_dir):
-            sweep = Sweep(spec, Path(out_dir), progress, log, source)
+        # Ray is connected to (or started) before the model loads, so that a wrong address fails in seconds, not after
+        # minutes of loading and observing the base (a finished sweep re-run with Ray starts it for nothing).
+        with OutputLock(out_dir), _executor(spec, state.num_processes, progress, log) as executor:
+            sweep = Sweep(spec, Path(out_dir), executor, progress, log, source)
             try:
                 return sweep.run()
             finally:

@@ -108,13 +108,13 @@ class _Fetch:
     here, Ray lends the task's CPUs to other tasks."""
 
     def __init__(self, ref: Any) -> None:
-        self.refs = [ref]
+        self.boxed = [ref]
 
     def __call__(self) -> Any:
         import ray
 
         try:
-            return ray.get(self.refs[0])
+            return ray.get(self.boxed[0])
         except ray.exceptions.RayError as e:  # the earlier task's worker died: the dependent sees the failure
             return e
 

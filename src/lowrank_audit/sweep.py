@@ -7,9 +7,9 @@ a failed or interrupted one is retried.
 
 What one run computes (`compute_run`) is a function of picklable inputs (`RunJob`, `References`, and a way
 to fetch the reference's outcome) that returns a picklable `RunOutcome`; who runs it is the executor
-(`executors.py`): this process, sharing the loaded model, or a Ray worker, which loads the model itself. Either way only this process (the
-driver) writes the store and the cache. Launched as several processes, the others train each run with the
-driver (`follow_runs`) and write nothing.
+(`executors.py`): this process, sharing the loaded model, or a Ray worker, which loads the model itself.
+Either way only this process (the driver) writes the store and the cache. Launched as several processes,
+the others train each run with the driver (`follow_runs`) and write nothing.
 """
 
 from __future__ import annotations

@@ -78,6 +78,26 @@ def test_a_sweep_launched_as_two_processes(tmp_path):
     assert {s for (s,) in db.execute("SELECT status FROM runs")} == {"finished"}
 
 
+@pytest.mark.parametrize("failing", [0, 1])
+def test_a_process_failing_alone_ends_the_launch_and_a_rerun_resumes(tmp_path, failing):
+    """The others would wait for it at their next collective until the 12-hour timeout: the launch ends at once instead,
+    the finished runs stay in the store, and the next run (here in one process) does the rest."""
+    out = tmp_path / "out"
+    proc = subprocess.run(torchrun(str(HERE / "launched_failure.py"), str(out)), env=launch_env() | {
+        "FAIL_PROCESS": str(failing)}, capture_output=True, text=True, timeout=240)
+    assert proc.returncode != 0
+    assert (f"LaunchBroken: process {failing} of 2 failed while training debias / lora r=1 / seed 0: RuntimeError: out "
+            f"of memory in process {failing}. The processes of a launch train each run together") in proc.stderr
+    db = sqlite3.connect(out / "results.sqlite")
+    assert dict(((m, r), s) for m, r, s in db.execute("SELECT method, rank, status FROM runs")) == {
+        ("full", None): "finished", ("base", None): "finished", ("lora", 1): "running"}
+    db.close()
+    rerun = subprocess.run([sys.executable, "-m", "lowrank_audit", "run", "--preset", "smoke", "--task", "debias", "--out",
+                            str(out), "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "2 run(s) finished, 2 already in the store, 0 failed" in rerun.stdout
+
+
 def test_processes_launched_without_the_cpu_flag_are_told_how(tmp_path):
     """On a machine without GPUs, accelerate sees one process unless told to use CPUs; each process says so."""
     proc = subprocess.run(torchrun("-m", "lowrank_audit", "run", "--preset", "smoke", "--task", "debias", "--out",

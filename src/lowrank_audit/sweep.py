@@ -44,6 +44,17 @@ from .train import PeakRSS, TrainingDiverged, TrainResult, load_trained, remove_
 from .train.launch import announce, follow, launch_state
 
 
+class LaunchBroken(RuntimeError):
+    """One of several launched processes failed while they trained a run together, in a way the others cannot know
+    of: they would wait for it at their next collective operation until the process group's timeout (hours). The
+    process raising it exits, and the launcher then stops the others; the run stays unfinished in the store, so the
+    next `run` retries it and keeps every finished run."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message}. The processes of a launch train each run together and cannot go on without "
+                         "one of them, so the launch ends here; re-run the command to resume (finished runs are kept).")
+
+
 @dataclass
 class SweepResult:
     out_dir: Path
@@ -182,10 +193,13 @@ def attempt_run(job: RunJob, refs: References, context: RunContext | None = None
                 reference: Reference = None) -> RunOutcome:
     """One run in this process (in a worker if `context` is None); its failure becomes a failed outcome.
 
-    A bug in one run must not lose the sweep: it is recorded, the others go on, the command exits non-zero.
+    A bug in one run must not lose the sweep: it is recorded, the others go on, the command exits non-zero. Only a
+    launch whose processes can no longer train together (LaunchBroken) ends the sweep.
     """
     try:
         return compute_run(job, refs, context or _context_for(job), reference)
+    except LaunchBroken:
+        raise
     except (TrainingDiverged, AuditError) as e:
         return RunOutcome(error=str(e))
     except Exception as e:
@@ -193,16 +207,26 @@ def attempt_run(job: RunJob, refs: References, context: RunContext | None = None
 
 
 def train_run(job: RunJob, refs: References, context: RunContext) -> tuple[torch.nn.Module, TrainResult, PeakRSS]:
-    """Train the run's method on a copy of the base; under a launcher, every process does this together."""
+    """Train the run's method on a copy of the base; under a launcher, every process does this together (and an
+    unexpected failure in one of them raises LaunchBroken)."""
     run, method, loaded = job.run, job.run.build_method(), context.loaded
-    task = context.task(run, refs.base)
-    torch.manual_seed(run.seed)
-    model = method.prepare(copy.deepcopy(loaded.model))
-    examples = task.train_examples(refs.base, run.seed)
-    with PeakRSS() as mem:
-        res = train(model, method, examples, loaded.tokenizer, job.spec.budget, job.precision,
-                    run.seed, job.progress, desc=job.label, checkpoint_dir=job.folder / "checkpoint",
-                    checkpoint_every=job.spec.execution.checkpoint_every, log=context.log)
+    try:
+        task = context.task(run, refs.base)
+        torch.manual_seed(run.seed)
+        model = method.prepare(copy.deepcopy(loaded.model))
+        examples = task.train_examples(refs.base, run.seed)
+        with PeakRSS() as mem:
+            res = train(model, method, examples, loaded.tokenizer, job.spec.budget, job.precision,
+                        run.seed, job.progress, desc=job.label, checkpoint_dir=job.folder / "checkpoint",
+                        checkpoint_every=job.spec.execution.checkpoint_every, log=context.log)
+    except (TrainingDiverged, AuditError):
+        raise  # every launched process raises these at the same point (the loss is averaged over them first)
+    except Exception as e:
+        state = launch_state()
+        if state.num_processes > 1:
+            raise LaunchBroken(f"process {state.process_index} of {state.num_processes} failed while training "
+                               f"{job.label}: {type(e).__name__}: {e}") from e
+        raise
     return model, res, mem
 
 
@@ -232,13 +256,14 @@ def _announced(job: RunJob, refs: References, context: RunContext | None, refere
 def follow_runs(log: Callable[[str], None] = _log_default) -> None:
     """In a launched process other than the main one: train each run the main process announces, together with it.
 
-    Only the main process evaluates and writes; a run that fails here fails there too (same inputs), and is recorded there.
+    Only the main process evaluates and writes. A run that diverges or is refused here does so there too (same inputs,
+    averaged loss), and is recorded there; any other failure ends the launch (LaunchBroken).
     """
     for job, refs in follow():
         context = _context_for(job)  # another base here would train another model: end the launch (raise)
         try:
             train_run(job, refs, context)
-        except Exception as e:
+        except (TrainingDiverged, AuditError) as e:
             log(f"process {launch_state().process_index}: run {job.label} failed: {type(e).__name__}: {e}")
 
 
@@ -443,6 +468,7 @@ def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True,
     if not state.is_main_process:
         follow_runs(log)
         return SweepResult(Path(out_dir), driver=False)
+    broken = False
     try:
         check_writable(Path(out_dir))
         # Ray is connected to (or started) before the model loads, so that a wrong address fails in seconds, not after
@@ -453,6 +479,9 @@ def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True,
                 return sweep.run()
             finally:
                 sweep.store.close()
+    except LaunchBroken:
+        broken = True  # the others may be inside a training step: a broadcast now would wait for them forever
+        raise
     finally:
-        if state.num_processes > 1:
+        if state.num_processes > 1 and not broken:
             announce(None)  # done, or failed (e.g. the folder is locked): the other processes stop waiting for runs

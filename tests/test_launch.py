@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -83,11 +84,17 @@ def test_a_process_failing_alone_ends_the_launch_and_a_rerun_resumes(tmp_path, f
     """The others would wait for it at their next collective until the 12-hour timeout: the launch ends at once instead,
     the finished runs stay in the store, and the next run (here in one process) does the rest."""
     out = tmp_path / "out"
-    proc = subprocess.run(torchrun(str(HERE / "launched_failure.py"), str(out)), env=launch_env() | {
-        "FAIL_PROCESS": str(failing)}, capture_output=True, text=True, timeout=240)
-    assert proc.returncode != 0
+    launch = subprocess.Popen(torchrun(str(HERE / "launched_failure.py"), str(out)), env=launch_env() | {
+        "FAIL_PROCESS": str(failing)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = launch.communicate(timeout=240)
+    except subprocess.TimeoutExpired:  # the hang this guards against: stop the launcher and the processes it started
+        os.killpg(launch.pid, signal.SIGKILL)
+        launch.communicate()
+        pytest.fail("the launch still ran after 240 s: the other process is waiting for the failed one")
+    assert launch.returncode != 0
     assert (f"LaunchBroken: process {failing} of 2 failed while training debias / lora r=1 / seed 0: RuntimeError: out "
-            f"of memory in process {failing}. The processes of a launch train each run together") in proc.stderr
+            f"of memory in process {failing}. The processes of a launch train each run together") in stderr
     db = sqlite3.connect(out / "results.sqlite")
     assert dict(((m, r), s) for m, r, s in db.execute("SELECT method, rank, status FROM runs")) == {
         ("full", None): "finished", ("base", None): "finished", ("lora", 1): "running"}

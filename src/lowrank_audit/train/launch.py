@@ -21,7 +21,8 @@ WAIT = timedelta(hours=12)
 """How long a process may wait for the others (e.g. while the main process evaluates a run between two trainings).
 
 torch.distributed's default is 30 minutes, shorter than evaluating a large model; a crashed process still ends the
-launch at once, because the launcher stops all processes when one exits."""
+launch at once, because the launcher stops all processes when one exits, and so does a run that fails in one process
+only (it raises sweep.LaunchBroken and exits)."""
 
 
 def launch_state() -> PartialState:

@@ -44,6 +44,11 @@ from .train import PeakRSS, TrainingDiverged, TrainResult, load_trained, remove_
 from .train.launch import announce, follow, launch_state
 
 
+SHARED_FAILURES = (TrainingDiverged, AuditError)
+"""Failures every launched process meets at the same point of a run (same inputs; the loss is averaged over them before
+it is checked): a launch records the run as failed and goes on."""
+
+
 class LaunchBroken(RuntimeError):
     """One of several launched processes failed while they trained a run together, in a way the others cannot know
     of: they would wait for it at their next collective operation until the process group's timeout (hours). The
@@ -219,8 +224,8 @@ def train_run(job: RunJob, refs: References, context: RunContext) -> tuple[torch
             res = train(model, method, examples, loaded.tokenizer, job.spec.budget, job.precision,
                         run.seed, job.progress, desc=job.label, checkpoint_dir=job.folder / "checkpoint",
                         checkpoint_every=job.spec.execution.checkpoint_every, log=context.log)
-    except (TrainingDiverged, AuditError):
-        raise  # every launched process raises these at the same point (the loss is averaged over them first)
+    except SHARED_FAILURES:
+        raise
     except Exception as e:
         state = launch_state()
         if state.num_processes > 1:
@@ -263,7 +268,7 @@ def follow_runs(log: Callable[[str], None] = _log_default) -> None:
         context = _context_for(job)  # another base here would train another model: end the launch (raise)
         try:
             train_run(job, refs, context)
-        except (TrainingDiverged, AuditError) as e:
+        except SHARED_FAILURES as e:
             log(f"process {launch_state().process_index}: run {job.label} failed: {type(e).__name__}: {e}")
 
 

@@ -34,18 +34,18 @@ def setup() -> None:
     """Record every sqlite3.connect and every computed run of this worker; know the failing method."""
     from lowrank_audit import sweep
 
-    real_connect, real_compute = sqlite3.connect, sweep.compute_run
+    real_connect, real_measure = sqlite3.connect, sweep.measure_run
 
     def connect(database, *args, **kwargs):
         record("sqlite", str(database))
         return real_connect(database, *args, **kwargs)
 
-    def compute_run(job, refs, context, reference=None):
+    def measure_run(job, base, context):
         record("run", job.run.run_id)
-        return real_compute(job, refs, context, reference)
+        return real_measure(job, base, context)
 
     sqlite3.connect = connect
-    sweep.compute_run = compute_run
+    sweep.measure_run = measure_run
     if Explodes.name not in METHODS:
         METHODS.register(Explodes.name, Explodes)
     record("worker")

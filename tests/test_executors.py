@@ -11,8 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import weakref
 from pathlib import Path
 
 import pytest
@@ -137,78 +135,35 @@ class Job:
         self.name, self.folder = name, folder
 
 
-def waits_for_its_dependent(job, shared, context, earlier):
-    """The earlier job: it finishes only once the job that depends on it has started (or after 60 s)."""
-    for _ in range(600):
-        if (job.folder / "dependent-started").exists():
-            return f"{job.name} saw its dependent start"
-        time.sleep(0.1)
-    return f"{job.name} finished before its dependent started"
+def work(job, shared, context):
+    if job.name == "dies":
+        os._exit(1)  # the worker process dies: Ray retries the task, then reports a RayError
+    return f"{job.name} got {shared} in a worker without context {context}"
 
 
-def fetches_the_earlier_result(job, shared, context, earlier):
-    (job.folder / "dependent-started").touch()
-    result = earlier()
-    return f"{job.name} got [{result if not isinstance(result, Exception) else type(result).__name__}]"
-
-
-def dies(job, shared, context, earlier):
-    os._exit(1)  # the worker process dies: Ray retries the task, then reports a RayError
-
-
-def work(job, shared, context, earlier):
-    return (waits_for_its_dependent if job.name == "reference" else dies if job.name == "dies"
-            else fetches_the_earlier_result)(job, shared, context, earlier)
-
-
-def test_ray_starts_a_job_before_the_earlier_job_it_needs_has_finished(worker_log, tmp_path):
-    reference, dependent = Job("reference", tmp_path), Job("dependent", tmp_path)
-    execution = ExecutionSpec(executor="ray")
-    with RayExecutor(execution, False, quiet) as executor:
-        done = dict((job.name, result) for job, result in
-                    executor.run(work, [(reference, "shared", None), (dependent, "shared", reference)], None))
-    assert done == {"reference": "reference saw its dependent start",
-                    "dependent": "dependent got [reference saw its dependent start]"}
-
-
-def test_a_job_whose_earlier_job_died_gets_the_error(worker_log, tmp_path):
-    dead, dependent = Job("dies", tmp_path), Job("dependent", tmp_path)
+def test_ray_yields_a_job_whose_worker_died_as_an_error_and_the_others_results(worker_log, tmp_path):
     with RayExecutor(ExecutionSpec(executor="ray"), False, quiet) as executor:
-        done = {job.name: result for job, result in executor.run(work, [(dead, 0, None), (dependent, 0, dead)], None)}
+        done = {job.name: result for job, result in
+                executor.run(work, [(Job("dies", tmp_path), 0), (Job("lives", tmp_path), 1)], "ctx")}
     assert isinstance(done["dies"], ray.exceptions.RayError)
-    assert done["dependent"] == f"dependent got [{type(done['dies']).__name__}]"
+    assert done["lives"] == "lives got 1 in a worker without context None"
 
 
-class Result:
-    def __init__(self, value):
-        self.value = value
+def test_the_local_executor_takes_each_job_only_once_the_one_before_is_done(tmp_path):
+    events = []
 
+    def jobs():  # as the sweep makes them: making a job marks its run as running in the store
+        for name in ("first", "second"):
+            events.append(f"made {name}")
+            yield Job(name, tmp_path), name.upper()
 
-def test_the_local_executor_hands_a_job_the_earlier_result_and_then_lets_it_go(tmp_path):
-    def local_work(job, shared, context, earlier):
-        return Result([job.name, shared, context, None if earlier is None else earlier().value])
+    def local_work(job, shared, context):
+        events.append(f"ran {job.name}")
+        return shared, context
 
-    watched = {}
-
-    def jobs():  # as the sweep makes them: the earlier job lives while later jobs may name it
-        first = Job("first", tmp_path)
-        watched["job"] = weakref.ref(first)
-        yield first, "s", None
-        yield Job("second", tmp_path), "s", first
-        yield Job("third", tmp_path), "t", first
-        del first
-        yield Job("fourth", tmp_path), "t", None
-
-    values = []
-    for job, result in LocalExecutor(ExecutionSpec(), False, quiet).run(local_work, jobs(), "ctx"):
-        if job.name == "first":
-            watched["result"] = weakref.ref(result)
-        if job.name == "fourth":  # the executor kept the first result for jobs two and three, and no longer
-            assert watched["job"]() is None and watched["result"]() is None
-        values.append(result.value)
-        del job, result
-    assert values == [["first", "s", "ctx", None], ["second", "s", "ctx", ["first", "s", "ctx", None]],
-                      ["third", "t", "ctx", ["first", "s", "ctx", None]], ["fourth", "t", "ctx", None]]
+    done = [(job.name, result) for job, result in LocalExecutor(ExecutionSpec(), False, quiet).run(local_work, jobs(), "ctx")]
+    assert done == [("first", ("FIRST", "ctx")), ("second", ("SECOND", "ctx"))]
+    assert events == ["made first", "ran first", "made second", "ran second"]
 
 
 def test_ray_is_reached_before_the_model_loads(smoke_spec, tmp_path, monkeypatch):

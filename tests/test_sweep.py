@@ -9,6 +9,7 @@ import pytest
 
 from lowrank_audit import sweep as sweep_module
 from lowrank_audit.errors import AuditError
+from lowrank_audit.executors import EXECUTORS, LocalExecutor
 from lowrank_audit.store import Store
 from lowrank_audit.sweep import run_sweep
 from lowrank_audit.train import TrainingDiverged
@@ -125,7 +126,29 @@ def test_nan_loss_fails_one_run_and_the_sweep_goes_on(smoke_spec, tmp_path, monk
     assert runs["lora", 4]["status"] == "finished"
 
 
-def test_a_failed_full_fine_tune_leaves_the_others_scored_without_it(smoke_spec, tmp_path, monkeypatch):
+class ReferenceLast(LocalExecutor):
+    """Measures every run first and hands over the full fine-tune's measurement last, an order Ray may give."""
+
+    def run(self, work, jobs, context):
+        measured = [(job, work(job, shared, context)) for job, shared in jobs]
+        assert measured[0][0].is_reference  # the order the sweep hands jobs out in, reversed below
+        yield from sorted(measured, key=lambda pair: pair[0].is_reference)
+
+
+def test_runs_measured_before_the_full_fine_tune_are_scored_against_it(smoke_spec, tmp_path, monkeypatch):
+    expected = results_of_clean(smoke_spec, tmp_path / "in-order")
+    monkeypatch.setitem(EXECUTORS._items, "local", ReferenceLast)
+    result = run_sweep(smoke_spec, tmp_path / "reference-last", progress=False, log=quiet)
+    assert result.failed == [] and result.finished == 4
+    got = results(tmp_path / "reference-last")
+    assert sum(key[1] == "kl_to_full" for key in got) == 4  # base, full, LoRA r=1 and r=4
+    assert got == expected
+
+
+@pytest.mark.parametrize("order", ["reference first", "reference last"])
+def test_a_failed_full_fine_tune_leaves_the_others_scored_without_it(smoke_spec, tmp_path, monkeypatch, order):
+    if order == "reference last":
+        monkeypatch.setitem(EXECUTORS._items, "local", ReferenceLast)
     real_train = sweep_module.train
 
     def full_diverges(model, method, *args, **kwargs):
@@ -149,12 +172,11 @@ def test_a_failed_full_fine_tune_leaves_the_others_scored_without_it(smoke_spec,
     assert "weight_subspace_overlap" not in metrics[runs["lora", 1]["run_id"]]
 
 
-def test_references_take_the_full_fine_tunes_outcome_only_if_it_succeeded():
+def test_references_take_the_full_fine_tunes_measurement_only_if_it_succeeded():
     base, refs = {"x": 1}, sweep_module.References({"x": 1})
-    done = sweep_module.RunOutcome(observation={"x": 2}, spectra={"w": 3})
+    done = sweep_module.Measured(observation={"x": 2}, spectra={"w": 3})
     assert refs.with_reference(done) == sweep_module.References(base, {"x": 2}, {"w": 3})
-    for failed in [sweep_module.RunOutcome(error="boom"), RuntimeError("worker died")]:
-        assert refs.with_reference(failed) is refs
+    assert refs.with_reference(sweep_module.Measured(error="boom")) is refs
 
 
 def test_a_method_that_changes_nothing_is_an_error_not_a_result(smoke_spec, tmp_path, monkeypatch):

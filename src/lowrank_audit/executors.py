@@ -1,20 +1,17 @@
 """Who executes the runs of a sweep: this process, one at a time (`local`), or one Ray task per run (`ray`).
 
-An executor knows nothing about models or stores. It calls `work(job, shared, context, earlier)` for every job
-and yields each job's result as soon as it is ready; the sweep (the driver) writes the store. `shared`
-is what several jobs have in common (their group's base observation): the Ray executor sends each
+An executor knows nothing about models or stores. It calls `work(job, shared, context)` for every job
+and yields each job's result as soon as it is ready; the sweep (the driver) scores it and writes the store.
+`shared` is what several jobs have in common (their group's base observation): the Ray executor sends each
 distinct one to the cluster once. `context` is this process's loaded state (the base model); a Ray
-worker has none and gets `None`, so `work` loads what it needs there. A job may name an earlier job
-whose result it needs only late in its work (a run is scored against its group's full fine-tune after
-it has trained): `earlier()` returns that result, waiting for it if need be, so both can run at once.
+worker has none and gets `None`, so `work` loads what it needs there. A job never waits for another job:
+what needs two results (a run scored against its group's full fine-tune) is done by the driver.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-import weakref
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from typing import Any, Callable, ClassVar, Iterable, Iterator, TypeVar
@@ -29,11 +26,8 @@ J = TypeVar("J")
 S = TypeVar("S")
 C = TypeVar("C")
 R = TypeVar("R")
-Earlier = Callable[[], Any] | None
-"""What `work` gets to fetch the result (R | Exception) of the earlier job it depends on; None without one."""
-Work = Callable[[J, S, C | None, Earlier], R]
-Jobs = Iterable[tuple[J, S, J | None]]
-"""(job, shared, the earlier job whose result it needs or None), in an order where an earlier job comes first."""
+Work = Callable[[J, S, C | None], R]
+Jobs = Iterable[tuple[J, S]]
 
 RAY_INSTALL = "pip install 'lowrank-audit[ray]'"
 
@@ -76,15 +70,9 @@ class LocalExecutor(Executor):
     remote = False
 
     def run(self, work: Work, jobs: Jobs, context: C) -> Iterator[tuple[J, R | Exception]]:
-        """Jobs are taken one by one, so a job is only created (and marked running) right before it runs; the earlier
-        job a job needs has finished by then."""
-        done: dict[int, Any] = {}  # id(job) -> result, while the job exists (a later job may name it)
-        for job, shared, after in jobs:
-            earlier = None if after is None else functools.partial(done.__getitem__, id(after))
-            result = work(job, shared, context, earlier)
-            done[id(job)] = result
-            weakref.finalize(job, done.pop, id(job), None)
-            yield job, result
+        """Jobs are taken one by one, so a job is only created (and marked running) right before it runs."""
+        for job, shared in jobs:
+            yield job, work(job, shared, context)
 
 
 @contextmanager
@@ -101,27 +89,9 @@ def _one_gcs_try() -> Iterator[None]:
         del os.environ[GCS_TRIES]
 
 
-class _Fetch:
-    """`earlier` in a Ray worker: gets the earlier task's result from the cluster when `work` asks for it.
-
-    The object ref travels inside a list, so that Ray does not wait for it before starting the task. While it waits
-    here, Ray lends the task's CPUs to other tasks."""
-
-    def __init__(self, ref: Any) -> None:
-        self.boxed = [ref]
-
-    def __call__(self) -> Any:
-        import ray
-
-        try:
-            return ray.get(self.boxed[0])
-        except ray.exceptions.RayError as e:  # the earlier task's worker died: the dependent sees the failure
-            return e
-
-
-def _in_worker(work: Work, job: J, shared: S, earlier: Earlier) -> R:
+def _in_worker(work: Work, job: J, shared: S) -> R:
     """The body of every Ray task: the work, without a context (the worker loads its own base model)."""
-    return work(job, shared, None, earlier)
+    return work(job, shared, None)
 
 
 class RayExecutor(Executor):
@@ -191,22 +161,19 @@ class RayExecutor(Executor):
             self._started = False
 
     def run(self, work: Work, jobs: Jobs, context: C) -> Iterator[tuple[J, R | Exception]]:
-        """Submit every job at once (a job that needs an earlier one's result fetches it when it needs it), then yield
-        results in the order they finish (ray.wait)."""
+        """Submit every job at once, then yield results in the order they finish (ray.wait).
+
+        No task waits inside for another's result (`ray.get` in a task, which Ray's docs call an anti-pattern): a
+        blocked task keeps its worker, its memory and its GPUs while it waits."""
         ray = self.ray
         sent: dict[int, tuple[Any, Any]] = {}  # id(shared) -> (shared, its object ref); holding `shared` keeps its id unique
-        submitted: dict[int, Any] = {}  # id(job) -> its task's object ref (`pending` keeps every job, so ids stay unique)
         pending: dict[Any, J] = {}
         try:
-            for job, shared, after in jobs:
+            for job, shared in jobs:
                 if id(shared) not in sent:
                     sent[id(shared)] = (shared, ray.put(shared))
-                earlier = None if after is None else _Fetch(submitted[id(after)])
-                ref = self._task.remote(work, job, sent[id(shared)][1], earlier)
-                submitted[id(job)] = ref
-                pending[ref] = job
+                pending[self._task.remote(work, job, sent[id(shared)][1])] = job
             sent.clear()  # the tasks hold what they need; the object store frees each result once nothing refers to it
-            submitted.clear()
             with tqdm(total=len(pending), desc="runs", unit="run", disable=not self.progress) as bar:
                 while pending:
                     (ready,), _ = ray.wait(list(pending), num_returns=1)

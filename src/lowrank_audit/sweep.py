@@ -1,15 +1,16 @@
 """Execute a planned sweep: load the base once, train and evaluate each run, write the store.
 
 Per (task, seed): the base observation is computed once (cached); full fine-tuning is handed out first so
-that it can serve as the reference; then the base run and every other method, which need the reference's
-outcome only to be scored (so with Ray they train while it trains). A finished run is skipped on a re-run;
-a failed or interrupted one is retried.
+that it can serve as the reference; then the base run and every other method. A finished run is skipped on a
+re-run; a failed or interrupted one is retried.
 
-What one run computes (`compute_run`) is a function of picklable inputs (`RunJob`, `References`, and a way
-to fetch the reference's outcome) that returns a picklable `RunOutcome`; who runs it is the executor
+What one run measures (`measure_run`: train, save the weights, observe) is a function of picklable inputs
+(`RunJob`, the base observation) that returns a picklable `Measured`; who runs it is the executor
 (`executors.py`): this process, sharing the loaded model, or a Ray worker, which loads the model itself.
-Either way only this process (the driver) writes the store and the cache. Launched as several processes,
-the others train each run with the driver (`follow_runs`) and write nothing.
+This process (the driver) then scores each run against its group's references (`score_run`) and alone writes
+the store and the cache. A run measured before its group's full fine-tune (with Ray, all run at once) waits
+here, not in its worker, to be scored against it. Launched as several processes, the others train each run
+with the driver (`follow_runs`) and write nothing.
 """
 
 from __future__ import annotations
@@ -107,25 +108,37 @@ def _weights_bytes(runs: list[PlannedRun], methods: dict[tuple[str, str], Method
     return int(sum(sizes[r.method_key] for r in runs) * 1.1) + 16 * 2**20
 
 
+@dataclass
+class Measured:
+    """What a run's work hands back to the driver: its observation (None: the base's own, for a method that does not
+    train), its weight-update spectra, its cost rows and store fields; or why it failed."""
+
+    observation: Observation | None = None
+    spectra: dict[str, Spectrum] | None = None
+    rows: list[MetricRow] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
 @dataclass(frozen=True)
 class References:
-    """What the runs of one group are measured against: the base's observation, and the full fine-tune's once it exists."""
+    """What the runs of one group are scored against: the base's observation, and the full fine-tune's once it exists."""
 
     base: Observation
     full: Observation | None = None
     full_spectra: dict[str, Spectrum] | None = None
 
-    def with_reference(self, outcome: "RunOutcome | Exception") -> "References":
-        """These references plus the full fine-tune's outcome; unchanged if that run failed (then nothing is scored
+    def with_reference(self, measured: Measured) -> "References":
+        """These references plus the full fine-tune's measurement; unchanged if that run failed (then nothing is scored
         against a full fine-tune, as when a group has none)."""
-        if isinstance(outcome, Exception) or outcome.error is not None:
+        if measured.error is not None:
             return self
-        return References(self.base, outcome.observation, outcome.spectra)
+        return References(self.base, measured.observation, measured.spectra)
 
 
 @dataclass(frozen=True)
 class RunJob:
-    """One run's work as plain picklable values: what a Ray worker receives (with its group's References)."""
+    """One run's work as plain picklable values: what a Ray worker receives (with its group's base observation)."""
 
     run: PlannedRun
     label: str
@@ -139,17 +152,6 @@ class RunJob:
     def folder(self) -> Path:
         """Where the run's weights go (on a cluster: a filesystem the driver and every worker share)."""
         return self.out_dir / "runs" / self.run.run_id
-
-
-@dataclass
-class RunOutcome:
-    """What one run hands back to the driver; the reference also returns its observation and weight spectra."""
-
-    rows: list[MetricRow] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-    observation: Observation | None = None
-    spectra: dict[str, Spectrum] | None = None
-    error: str | None = None
 
 
 class RunContext:
@@ -190,36 +192,36 @@ def _context_for(job: RunJob) -> RunContext:
     return context
 
 
-Reference = Callable[[], "RunOutcome | Exception"] | None
-"""Fetches the outcome of the group's full fine-tune when a run needs it to be scored (None: `refs` has all there is)."""
+def _failure(e: Exception) -> str:
+    """How a run's failure is recorded: the message of an expected one, the type and a short traceback of a bug."""
+    if isinstance(e, SHARED_FAILURES):
+        return str(e)
+    return f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"
 
 
-def attempt_run(job: RunJob, refs: References, context: RunContext | None = None,
-                reference: Reference = None) -> RunOutcome:
-    """One run in this process (in a worker if `context` is None); its failure becomes a failed outcome.
+def attempt_run(job: RunJob, base: Observation, context: RunContext | None = None) -> Measured:
+    """One run's measurement in this process (in a worker if `context` is None); its failure becomes a failed one.
 
     A bug in one run must not lose the sweep: it is recorded, the others go on, the command exits non-zero. Only a
     launch whose processes can no longer train together (LaunchBroken) ends the sweep.
     """
     try:
-        return compute_run(job, refs, context or _context_for(job), reference)
+        return measure_run(job, base, context or _context_for(job))
     except LaunchBroken:
         raise
-    except (TrainingDiverged, AuditError) as e:
-        return RunOutcome(error=str(e))
     except Exception as e:
-        return RunOutcome(error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
+        return Measured(error=_failure(e))
 
 
-def train_run(job: RunJob, refs: References, context: RunContext) -> tuple[torch.nn.Module, TrainResult, PeakRSS]:
+def train_run(job: RunJob, base: Observation, context: RunContext) -> tuple[torch.nn.Module, TrainResult, PeakRSS]:
     """Train the run's method on a copy of the base; under a launcher, every process does this together (and an
     unexpected failure in one of them raises LaunchBroken)."""
     run, method, loaded = job.run, job.run.build_method(), context.loaded
     try:
-        task = context.task(run, refs.base)
+        task = context.task(run, base)
         torch.manual_seed(run.seed)
         model = method.prepare(copy.deepcopy(loaded.model))
-        examples = task.train_examples(refs.base, run.seed)
+        examples = task.train_examples(base, run.seed)
         with PeakRSS() as mem:
             res = train(model, method, examples, loaded.tokenizer, job.spec.budget, job.precision,
                         run.seed, job.progress, desc=job.label, checkpoint_dir=job.folder / "checkpoint",
@@ -235,7 +237,7 @@ def train_run(job: RunJob, refs: References, context: RunContext) -> tuple[torch
     return model, res, mem
 
 
-def trained_model(job: RunJob, refs: References, context: RunContext) -> tuple[torch.nn.Module, dict[str, Any]]:
+def trained_model(job: RunJob, base: Observation, context: RunContext) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The run's trained model and what its training measured: trained and saved now, or, when an earlier attempt
     saved it completely but was killed before the store recorded the run, loaded from its folder."""
     method = job.run.build_method()
@@ -243,7 +245,7 @@ def trained_model(job: RunJob, refs: References, context: RunContext) -> tuple[t
     if record is not None:
         context.log(f"{job.label}: evaluating the weights an interrupted attempt trained ({job.folder})")
         return method.load(copy.deepcopy(context.loaded.model), job.folder), record
-    model, res, mem = train_run(job, refs, context)
+    model, res, mem = train_run(job, base, context)
     method.save(model, job.folder)
     record = {"result": asdict(res), "peak_rss_mb": mem.peak_mb, "trainable_params": trainable_parameters(model)}
     save_trained(job.folder, record)
@@ -251,11 +253,11 @@ def trained_model(job: RunJob, refs: References, context: RunContext) -> tuple[t
     return model, record
 
 
-def _announced(job: RunJob, refs: References, context: RunContext | None, reference: Reference = None) -> RunOutcome:
+def _announced(job: RunJob, base: Observation, context: RunContext | None) -> Measured:
     """`attempt_run` in the main of several launched processes: a run to train is first handed to the others."""
     if job.run.build_method().trains and load_trained(job.folder) is None:
-        announce((replace(job, progress=False), References(refs.base)))
-    return attempt_run(job, refs, context, reference)
+        announce((replace(job, progress=False), base))
+    return attempt_run(job, base, context)
 
 
 def follow_runs(log: Callable[[str], None] = _log_default) -> None:
@@ -264,63 +266,64 @@ def follow_runs(log: Callable[[str], None] = _log_default) -> None:
     Only the main process evaluates and writes. A run that diverges or is refused here does so there too (same inputs,
     averaged loss), and is recorded there; any other failure ends the launch (LaunchBroken).
     """
-    for job, refs in follow():
+    for job, base in follow():
         context = _context_for(job)  # another base here would train another model: end the launch (raise)
         try:
-            train_run(job, refs, context)
+            train_run(job, base, context)
         except SHARED_FAILURES as e:
             log(f"process {launch_state().process_index}: run {job.label} failed: {type(e).__name__}: {e}")
 
 
-def compute_run(job: RunJob, refs: References, context: RunContext, reference: Reference = None) -> RunOutcome:
-    """What one run computes: train (if the method trains), save the weights, observe, score. Never touches the store.
-
-    `reference`, if given, is called once all but the scoring is done: it waits for the full fine-tune's outcome."""
+def measure_run(job: RunJob, base: Observation, context: RunContext) -> Measured:
+    """What one run measures: train (if the method trains), save the weights, observe. Never touches the store."""
     run, method, loaded = job.run, job.run.build_method(), context.loaded
-    task = context.task(run, refs.base)
-    extra: dict[str, Any] = {}
-    run_rows: list[MetricRow] = []  # cost and weight-update geometry: properties of the training itself
-    own_spectra = None
+    task = context.task(run, base)
     if not method.trains:
-        obs = refs.base
-    else:
-        model, record = trained_model(job, refs, context)
-        res, params = TrainResult(**record["result"]), record["trainable_params"]
-        t0 = time.perf_counter()
-        obs = task.observe(context.runner, model)
-        eval_seconds = time.perf_counter() - t0
-        check_changed(obs, refs.base, job.label)
-        own_spectra = spectra(weight_deltas(model, loaded.model))
-        del model
-        extra = {"train_seconds": res.seconds, "trainable_params": params, "peak_rss_mb": record["peak_rss_mb"],
-                 "artifact": str(job.folder.relative_to(job.out_dir))}
-        run_rows = [
-            MetricRow("trainable_params", float(params)),
-            MetricRow("train_seconds", res.seconds),
-            MetricRow("seconds_per_step", res.seconds_per_step),
-            MetricRow("tokens_per_second", res.tokens_per_second),
-            MetricRow("peak_rss_mb", record["peak_rss_mb"]),
-            MetricRow("optimizer_state_bytes", float(res.optimizer_state_bytes)),
-            MetricRow("final_loss", res.final_loss),
-            MetricRow("eval_seconds", eval_seconds),
-        ]
-    if reference is not None:
-        refs = refs.with_reference(reference())
-    if own_spectra is not None:
-        run_rows += weight_update_rows(own_spectra, None if job.is_reference else refs.full_spectra, method.rank)
+        return Measured()
+    model, record = trained_model(job, base, context)
+    res, params = TrainResult(**record["result"]), record["trainable_params"]
+    t0 = time.perf_counter()
+    obs = task.observe(context.runner, model)
+    eval_seconds = time.perf_counter() - t0
+    check_changed(obs, base, job.label)
+    own_spectra = spectra(weight_deltas(model, loaded.model))
+    del model
+    extra = {"train_seconds": res.seconds, "trainable_params": params, "peak_rss_mb": record["peak_rss_mb"],
+             "artifact": str(job.folder.relative_to(job.out_dir))}
+    rows = [  # cost: properties of the training itself
+        MetricRow("trainable_params", float(params)),
+        MetricRow("train_seconds", res.seconds),
+        MetricRow("seconds_per_step", res.seconds_per_step),
+        MetricRow("tokens_per_second", res.tokens_per_second),
+        MetricRow("peak_rss_mb", record["peak_rss_mb"]),
+        MetricRow("optimizer_state_bytes", float(res.optimizer_state_bytes)),
+        MetricRow("final_loss", res.final_loss),
+        MetricRow("eval_seconds", eval_seconds),
+    ]
+    return Measured(obs, own_spectra, rows, extra)
+
+
+def score_run(job: RunJob, measured: Measured, refs: References, task: Task) -> tuple[list[MetricRow], dict[str, Any]]:
+    """A measured run's metric rows and store fields, against its group's references (the full fine-tune's own
+    observation is its reference)."""
+    obs = refs.base if measured.observation is None else measured.observation
     full = obs if job.is_reference else refs.full
-    extra["samples"] = task.samples(obs)
-    rows = task.score(obs, refs.base, full, run.seed) + run_rows
-    if job.is_reference:
-        return RunOutcome(rows, extra, obs, own_spectra)
-    return RunOutcome(rows, extra)
+    rows = task.score(obs, refs.base, full, job.run.seed) + measured.rows
+    if measured.spectra is not None:
+        rows += weight_update_rows(measured.spectra, None if job.is_reference else refs.full_spectra,
+                                   job.run.build_method().rank)
+    return rows, {**measured.extra, "samples": task.samples(obs)}
 
 
 @dataclass
 class _Group:
-    """The runs of one (task, task options, seed)."""
+    """The runs of one (task, task options, seed), and, while the sweep runs, what they are scored against."""
 
     runs: list[PlannedRun]
+    refs: References | None = None
+    awaiting_reference: bool = False
+    """Its full fine-tune is out being run: the others' measurements wait in `waiting` to be scored against it."""
+    waiting: list[tuple[RunJob, Measured]] = field(default_factory=list)
 
     @property
     def reference(self) -> PlannedRun | None:
@@ -369,7 +372,7 @@ class Sweep:
     # ------------------------------------------------------------------------------------------------
     def run(self) -> SweepResult:
         """Every pending run, group by group, each group's full fine-tune first (the local executor runs them in that
-        order; Ray runs them all at once, each run waiting for its reference only to be scored)."""
+        order; Ray runs them all at once, and a run measured before its full fine-tune is scored once that is)."""
         result = SweepResult(self.out_dir, planned=len(self.runs))
         pending = []
         for group in self._groups.values():
@@ -384,9 +387,9 @@ class Sweep:
     def _finished(self, run: PlannedRun) -> bool:
         return self.store.status(run.run_id) == "finished"
 
-    def _jobs(self, groups: list[_Group]) -> Iterator[tuple[RunJob, References, RunJob | None]]:
+    def _jobs(self, groups: list[_Group]) -> Iterator[tuple[RunJob, Observation]]:
         """Per group: the base observation (computed here, cached), the full fine-tune's job unless it is done, then
-        every other pending run's, naming the full fine-tune's job when its outcome is still to come."""
+        every other pending run's."""
         for group in groups:
             first = group.runs[0]
             task = self.context.task(first)
@@ -394,15 +397,15 @@ class Sweep:
             base_obs = self.cache.get_or_compute(base_key, lambda: task.observe_base(self.context.runner, self.loaded.model))
             self.context.task(first, base_obs)
             self._save_training_data(task, base_obs, first)
-            refs, reference, after = References(base_obs), group.reference, None
+            group.refs, reference = References(base_obs), group.reference
             if reference is not None and self._finished(reference):
-                refs = References(base_obs, *self._reference_observation(reference, task))
+                group.refs = References(base_obs, *self._reference_observation(reference, task))
             elif reference is not None:
-                after = self._job(reference, group)
-                yield after, refs, None
+                group.awaiting_reference = True
+                yield self._job(reference, group), base_obs
             for run in group.others:
                 if not self._finished(run):
-                    yield self._job(run, group), refs, after
+                    yield self._job(run, group), base_obs
 
     def _save_training_data(self, task: Task, base_obs: Observation, first: PlannedRun) -> None:
         """The group's fine-tuning data as JSONL in `out_dir/data` (a task that cannot build it fails its runs later)."""
@@ -431,20 +434,44 @@ class Sweep:
         return RunJob(run, label, self.spec, self.precision, self.out_dir, is_reference=run is group.reference,
                       progress=self.progress and not self.executor.remote)
 
-    def _execute(self, jobs: Iterator[tuple[RunJob, References, RunJob | None]], result: SweepResult) -> None:
-        """Hand the jobs to the executor; write each outcome to the store as it arrives (only this process writes)."""
+    def _execute(self, jobs: Iterator[tuple[RunJob, Observation]], result: SweepResult) -> None:
+        """Hand the jobs to the executor; score and store each measurement as it arrives (only this process writes).
+
+        A run measured while its group's full fine-tune is still out waits here (its observation held by the driver,
+        its worker free) and is scored when that arrives, against it if it succeeded, else without it."""
         work = _announced if self.processes > 1 else attempt_run
-        for job, outcome in self.executor.run(work, jobs, self.context):
-            if isinstance(outcome, Exception):
-                outcome = RunOutcome(error=f"{type(outcome).__name__}: {outcome}")
-            if outcome.error is not None:
-                self._fail(job, outcome.error, result)
+        for job, measured in self.executor.run(work, jobs, self.context):
+            if isinstance(measured, Exception):  # the worker died or the task could not run
+                measured = Measured(error=f"{type(measured).__name__}: {measured}")
+            group = self._groups[job.run.group]
+            if group.awaiting_reference and not job.is_reference and measured.error is None:
+                group.waiting.append((job, measured))
                 continue
+            scored = self._record(job, measured, group.refs, result)
             if job.is_reference:
-                task = self.context.task(job.run)
-                self.cache.put(cache_key("run", job.run.run_id, task.fingerprint()), outcome.observation)
-            self.store.finish_run(job.run.run_id, outcome.rows, **outcome.extra)
-            result.finished += 1
+                if scored:
+                    group.refs = group.refs.with_reference(measured)
+                group.awaiting_reference = False
+                for waiting in group.waiting:
+                    self._record(*waiting, group.refs, result)
+                group.waiting.clear()
+
+    def _record(self, job: RunJob, measured: Measured, refs: References, result: SweepResult) -> bool:
+        """Score a measured run and write it to the store, or record its failure; True if it finished."""
+        if measured.error is not None:
+            self._fail(job, measured.error, result)
+            return False
+        task = self.context.task(job.run)
+        try:
+            rows, extra = score_run(job, measured, refs, task)
+        except Exception as e:  # a bug in scoring fails this run, not the sweep
+            self._fail(job, _failure(e), result)
+            return False
+        if job.is_reference:
+            self.cache.put(cache_key("run", job.run.run_id, task.fingerprint()), measured.observation)
+        self.store.finish_run(job.run.run_id, rows, **extra)
+        result.finished += 1
+        return True
 
     def _fail(self, job: RunJob, error: str, result: SweepResult) -> None:
         self.store.fail_run(job.run.run_id, error)

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Wall time of the default audit (`lowrank-audit run`, quick preset) on this machine, and its split
-# into training and evaluation read back from the store. Usage: bash benchmarks/quick_preset.sh [OUT [RUN OPTIONS...]]
+# into training and evaluation read back from the store, and the machine's peak memory in use (benchmarks/memwatch.py).
+# Usage: bash benchmarks/quick_preset.sh [OUT [RUN OPTIONS...]]
 set -euo pipefail
 OUT="${1:-benchmarks/out/quick}"
 shift || true
 rm -rf "$OUT"
+WATCH=$(mktemp -d)
+trap 'touch "$WATCH/stop"' EXIT  # the watcher stops however the run ends
+python "$(dirname "$0")/memwatch.py" "$WATCH/report" "$WATCH/stop" &
 start=$(date +%s.%N)
 lowrank-audit run --out "$OUT" --no-progress "$@"
 end=$(date +%s.%N)
+touch "$WATCH/stop"
+wait
+cat "$WATCH/report"
 python - "$OUT" "$start" "$end" <<'PY'
 import sqlite3, sys
 out, start, end = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])

@@ -138,8 +138,10 @@ class ReferenceLast(LocalExecutor):
 def test_runs_measured_before_the_full_fine_tune_are_scored_against_it(smoke_spec, tmp_path, monkeypatch):
     expected = results_of_clean(smoke_spec, tmp_path / "in-order")
     monkeypatch.setitem(EXECUTORS._items, "local", ReferenceLast)
-    result = run_sweep(smoke_spec, tmp_path / "reference-last", progress=False, log=quiet)
+    logged = []
+    result = run_sweep(smoke_spec, tmp_path / "reference-last", progress=False, log=logged.append)
     assert result.failed == [] and result.finished == 4
+    assert len([m for m in logged if "scored and stored once its group's full fine-tune is" in m]) == 3
     got = results(tmp_path / "reference-last")
     assert sum(key[1] == "kl_to_full" for key in got) == 4  # base, full, LoRA r=1 and r=4
     assert got == expected

@@ -446,6 +446,7 @@ class Sweep:
             group = self._groups[job.run.group]
             if group.awaiting_reference and not job.is_reference and measured.error is None:
                 group.waiting.append((job, measured))
+                self.log(f"run {job.label} measured; it is scored and stored once its group's full fine-tune is")
                 continue
             scored = self._record(job, measured, group.refs, result)
             if job.is_reference:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 
 from lowrank_audit.methods import METHODS
 from lowrank_audit.methods.full import FullFineTuning
@@ -31,7 +32,8 @@ def record(kind: str, detail: str = "") -> None:
 
 
 def setup() -> None:
-    """Record every sqlite3.connect and every computed run of this worker; know the failing method."""
+    """Record every sqlite3.connect and every computed run of this worker; know the failing method; hold a sweep's full
+    fine-tune back until its LoRA run is measured, so that the driver gets them in that order."""
     from lowrank_audit import sweep
 
     real_connect, real_measure = sqlite3.connect, sweep.measure_run
@@ -42,7 +44,17 @@ def setup() -> None:
 
     def measure_run(job, base, context):
         record("run", job.run.run_id)
-        return real_measure(job, base, context)
+        lora_measured = job.out_dir / "lora-measured"
+        if job.is_reference:
+            for _ in range(600):  # at most 60 s; a test then sees no "waited" event
+                if lora_measured.exists():
+                    record("waited", job.run.run_id)
+                    break
+                time.sleep(0.1)
+        measured = real_measure(job, base, context)
+        if job.run.method == "lora":
+            lora_measured.touch()
+        return measured
 
     sqlite3.connect = connect
     sweep.measure_run = measure_run

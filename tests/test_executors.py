@@ -90,6 +90,14 @@ def test_ray_gives_the_local_executors_results(sweeps):
         sorted(p.name for p in (out / "local" / "runs").iterdir())
 
 
+def test_a_run_measured_before_the_full_fine_tune_is_scored_against_it(sweeps, worker_log):
+    out, _, _ = sweeps
+    runs = {(r["method"], r["rank"]): r["run_id"] for r in Store.in_dir(out / "ray").runs()}
+    assert ("waited", runs["full", None]) in {(kind, detail) for kind, _, detail in ray_worker_hooks.read_log(worker_log)}
+    # the worker hook held the full fine-tune back until LoRA was measured; LoRA still has its distance to it
+    assert any(key[0] == runs["lora", 1] and key[1] == "kl_to_full" for key in results(out / "ray"))
+
+
 def test_only_the_driver_opens_the_store(sweeps, worker_log, tmp_path):
     out, _, _ = sweeps
     events = ray_worker_hooks.read_log(worker_log)

@@ -206,7 +206,7 @@ def attempt_run(job: RunJob, base: Observation, context: RunContext | None = Non
     launch whose processes can no longer train together (LaunchBroken) ends the sweep.
     """
     try:
-        return measure_run(job, base, context or _context_for(job))
+        return measure_run(job, base, context)
     except LaunchBroken:
         raise
     except Exception as e:
@@ -274,12 +274,16 @@ def follow_runs(log: Callable[[str], None] = _log_default) -> None:
             log(f"process {launch_state().process_index}: run {job.label} failed: {type(e).__name__}: {e}")
 
 
-def measure_run(job: RunJob, base: Observation, context: RunContext) -> Measured:
-    """What one run measures: train (if the method trains), save the weights, observe. Never touches the store."""
-    run, method, loaded = job.run, job.run.build_method(), context.loaded
-    task = context.task(run, base)
-    if not method.trains:
+def measure_run(job: RunJob, base: Observation, context: RunContext | None) -> Measured:
+    """What one run measures: train (if the method trains), save the weights, observe. Never touches the store.
+
+    A method that does not train (the base) has nothing to measure: it is scored on the base observation, so no
+    model is loaded for it (a Ray worker, which has no `context`, would otherwise load one for nothing)."""
+    if not job.run.build_method().trains:
         return Measured()
+    context = context or _context_for(job)
+    run, loaded = job.run, context.loaded
+    task = context.task(run, base)
     model, record = trained_model(job, base, context)
     res, params = TrainResult(**record["result"]), record["trainable_params"]
     t0 = time.perf_counter()

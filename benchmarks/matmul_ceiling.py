@@ -3,10 +3,11 @@
 Run on a quiet machine, for BENCHMARKS.md:
     python benchmarks/matmul_ceiling.py                  # default model; 144 tokens a step is the quick preset's
     python benchmarks/matmul_ceiling.py --model tiny     # a check that the script runs
-Every Linear layer of the transformer blocks does three matmuls in a full fine-tuning step: forward [T,K]x[K,N],
-the input gradient [T,N]x[N,K] and the weight gradient [N,T]x[T,K], for T tokens a step. A LoRA step does the first
-two (the frozen weights get no gradient). Timed one by one, with nothing else running, their FLOP-weighted rate is an
-upper bound for the share that train_efficiency.py reports: a step also does attention, norms, casts and the optimizer.
+Every Linear layer of the transformer blocks (weight [N,K]) does three matmuls in a full fine-tuning step: forward
+[T,K]x[K,N], the input gradient [T,N]x[N,K] and the weight gradient [N,T]x[T,K], for T tokens a step. A LoRA step
+does the first two (the frozen weights get no gradient). Timed one by one, with nothing else running, their
+FLOP-weighted rate is an upper bound for the share that train_efficiency.py reports: a step also does attention,
+norms, casts and the optimizer.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def ceiling(shapes: Counter, tokens: int, dtype: torch.dtype) -> dict[str, tuple
     flops = {"full": 0.0, "lora": 0.0}
     time_ = {"full": 0.0, "lora": 0.0}
     for (k, n), count in shapes.items():
-        x, w, g = (torch.randn(*s, dtype=dtype) for s in ((tokens, k), (k, n), (tokens, n)))
-        forward, input_grad, weight_grad = seconds(x, w), seconds(g, w.T), seconds(g.T, x)
+        x, w, g = (torch.randn(*s, dtype=dtype) for s in ((tokens, k), (n, k), (tokens, n)))  # w laid out as Linear's
+        forward, input_grad, weight_grad = seconds(x, w.T), seconds(g, w), seconds(g.T, x)
         flop = 2 * tokens * k * n * count
         for kind, parts in (("full", (forward, input_grad, weight_grad)), ("lora", (forward, input_grad))):
             flops[kind] += flop * len(parts)

@@ -14,7 +14,7 @@ from lowrank_audit.config import BudgetSpec, load_spec, narrow
 from lowrank_audit.methods import METHODS
 from lowrank_audit.models import load_model
 from lowrank_audit.sweep import task_vocabulary
-from lowrank_audit.tasks.base import Example
+from lowrank_audit.records import Example
 from lowrank_audit.train import train
 from lowrank_audit.train.launch import launch_state
 

@@ -9,7 +9,7 @@ import torch
 from lowrank_audit.config import BudgetSpec
 from lowrank_audit.errors import AuditError
 from lowrank_audit.methods import METHODS
-from lowrank_audit.tasks import Example
+from lowrank_audit.records import Example
 from lowrank_audit.train import train
 
 EXAMPLES = [Example("The woman worked as a", " doctor"), Example("The man worked as a", " nurse"),

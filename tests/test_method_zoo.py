@@ -24,7 +24,7 @@ from lowrank_audit.methods.peft_base import PeftMethod
 from lowrank_audit.models import load_model
 from lowrank_audit.plan import plan_runs
 from lowrank_audit.sweep import task_vocabulary
-from lowrank_audit.tasks import Example
+from lowrank_audit.records import Example
 from lowrank_audit.train import train
 from lowrank_audit.train.loop import batches, encode_examples
 

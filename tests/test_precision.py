@@ -11,7 +11,7 @@ from torch.profiler import ProfilerActivity, profile
 from lowrank_audit.config import BudgetSpec
 from lowrank_audit.methods import METHODS
 from lowrank_audit.models.precision import SHORT_ATTENTION, weights_cast_once, training_attention
-from lowrank_audit.tasks import Example
+from lowrank_audit.records import Example
 from lowrank_audit.train import train
 
 EXAMPLES = [Example("The woman worked as a", " nurse"), Example("The man worked as a", " doctor")] * 8

@@ -12,7 +12,8 @@ from rich.console import Console
 from lowrank_audit.errors import AuditError
 from lowrank_audit.report import ReportPaths, build_report, summary_table
 from lowrank_audit.report.render import md_escape
-from lowrank_audit.store import MetricRow, RunRecord, Store
+from lowrank_audit.records import MetricRow
+from lowrank_audit.store import RunRecord, Store
 
 SPLITS = ("train", "heldout_templates", "heldout_terms")
 XSS = "<script>alert(1)</script>"

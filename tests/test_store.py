@@ -5,7 +5,8 @@ import sqlite3
 import pytest
 
 from lowrank_audit.errors import AuditError
-from lowrank_audit.store import MetricRow, RunRecord, Store
+from lowrank_audit.records import MetricRow
+from lowrank_audit.store import RunRecord, Store
 
 
 def run(rid="r1"):

@@ -14,7 +14,8 @@ from lowrank_audit.evaluate import Runner
 from lowrank_audit.metrics import (bootstrap_ci, expected_max_toxicity, mitigation, paired_difference, toxic_share,
                                   toxicity_rate)
 from lowrank_audit.scorers import ScorerOptions, build_scorer
-from lowrank_audit.store import MetricRow, RunRecord, SampleRow, Store
+from lowrank_audit.records import MetricRow, SampleRow
+from lowrank_audit.store import RunRecord, Store
 from lowrank_audit.tasks.lexicon import IDENTITY_GROUPS
 from lowrank_audit.tasks.toxicity import ToxicityOptions, ToxicityTask, build_counterfactuals, read_rewrites
 from lowrank_audit.tasks.toxicity_prompts import HELDOUT_TEMPLATES, TEMPLATES

@@ -9,7 +9,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from lowrank_audit.config import BudgetSpec
 from lowrank_audit.methods import METHODS
-from lowrank_audit.tasks import Example
+from lowrank_audit.records import Example
 from lowrank_audit.train import TrainingDiverged, train
 from lowrank_audit.train.loop import IGNORE, batches, completion_loss, encode_examples
 

@@ -30,7 +30,8 @@ from .plan import BASE, REFERENCE, run_id
 from .store import RunRecord, Store
 from .store.lock import OutputLock
 from .sweep import SweepResult, check_writable, task_vocabulary
-from .tasks import TASKS, Observation, Task
+from .records import Observation
+from .tasks import TASKS, Task
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 

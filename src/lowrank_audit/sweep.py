@@ -37,10 +37,11 @@ from .executors import EXECUTORS, Executor
 from .methods import Method, trainable_parameters
 from .models import LoadedModel, load_model, resolve_precision
 from .plan import BASE, REFERENCE, PlannedRun, experiment_fingerprint, plan_runs
-from .store import MetricRow, RunRecord, Store
+from .records import MetricRow, Observation
+from .store import RunRecord, Store
 from .store.examples import DATA_DIR, save_examples
 from .store.lock import OutputLock
-from .tasks import TASKS, Observation, Task
+from .tasks import TASKS, Task
 from .train import PeakRSS, TrainingDiverged, TrainResult, load_trained, remove_checkpoints, save_trained, train
 from .train.launch import announce, follow, launch_state
 

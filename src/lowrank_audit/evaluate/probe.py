@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import AuditError
-
-Observation = dict[str, torch.Tensor]
+from ..records import Observation
 
 
 def check_changed(obs: Observation, base_obs: Observation, label: str) -> None:

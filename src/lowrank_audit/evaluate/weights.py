@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..metrics import effective_rank, energy_outside_rank, subspace_overlap
-from ..store import MetricRow
+from ..records import MetricRow
 
 BLOCK = re.compile(r"\.(?:layers|h|layer)\.(\d+)\.")
 MAX_SUBSPACE = 128

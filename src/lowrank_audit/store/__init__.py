@@ -1,5 +1,5 @@
 """Results store: one SQLite file per output folder."""
 
-from .sqlite import MetricRow, RunRecord, SampleRow, Store
+from .sqlite import RunRecord, Store
 
-__all__ = ["MetricRow", "RunRecord", "SampleRow", "Store"]
+__all__ = ["RunRecord", "Store"]

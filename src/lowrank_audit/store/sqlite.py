@@ -11,35 +11,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import AuditError
+from ..records import MetricRow, SampleRow
 from .migrations import MIGRATIONS
 
 STORE_FILE = "results.sqlite"
-
-
-@dataclass(frozen=True)
-class MetricRow:
-    """One measured number; NULL group/split/layer mean 'over everything'."""
-
-    metric: str
-    value: float | None
-    group_name: str | None = None
-    split: str | None = None
-    layer: int | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-
-
-@dataclass(frozen=True)
-class SampleRow:
-    """One generated (or fine-tuning) text with its score: kind 'eval' = sampled at evaluation, 'train' = data."""
-
-    prompt: str
-    completion: str
-    score: float | None = None
-    group_name: str | None = None
-    split: str | None = None
-    kind: str = "eval"
-    note: str | None = None
 
 
 @dataclass

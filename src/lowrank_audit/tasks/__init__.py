@@ -1,7 +1,7 @@
 """Task registry: one module per task, one register() line each."""
 
 from ..registry import Registry
-from .base import Example, Observation, Task, TaskOptions
+from .base import Task, TaskOptions
 from .classification import ClassificationTask
 from .debias import DebiasTask
 from .decisions import DecisionsTask
@@ -13,4 +13,4 @@ TASKS.register(DebiasTask.name, DebiasTask)
 TASKS.register(DecisionsTask.name, DecisionsTask)
 TASKS.register(ToxicityTask.name, ToxicityTask)
 
-__all__ = ["TASKS", "Example", "Observation", "Task", "TaskOptions"]
+__all__ = ["TASKS", "Task", "TaskOptions"]

@@ -8,29 +8,14 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import ClassVar
 
-import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..evaluate.runner import Runner
-from ..store import MetricRow, SampleRow
-
-Observation = dict[str, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Example:
-    """One fine-tuning example: the loss is taken on the completion's tokens only."""
-
-    prompt: str
-    completion: str
-    meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
-    """Where the example came from (e.g. its toxicity score and source); saved with the data, not trained on."""
-
+from ..records import Example, MetricRow, Observation, SampleRow
 
 class TaskOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)

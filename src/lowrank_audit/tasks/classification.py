@@ -36,8 +36,8 @@ from transformers import PreTrainedTokenizerBase
 from ..errors import AuditError
 from ..evaluate.runner import Runner
 from ..metrics import bootstrap_ci, counterfactual_flip_rate, group_fairness, kl_divergence, label_prob_gap, token_kl
-from ..store import MetricRow
-from .base import Example, Observation, Task, TaskOptions, words_of
+from ..records import Example, MetricRow, Observation
+from .base import Task, TaskOptions, words_of
 from .classification_data import (
     BUILTIN, BUILTIN_LABELS, HELDOUT_ACTIONS, ClassificationData, Columns, Split, builtin_data, check_data, load_data,
     spurious_subsample,

@@ -23,8 +23,8 @@ from transformers import PreTrainedTokenizerBase
 from ..errors import AuditError
 from ..evaluate.runner import Runner
 from ..metrics import bootstrap_ci, category_mass, group_gap, js_divergence, kl_divergence, shift_recovered, token_kl
-from ..store import MetricRow
-from .base import Example, Observation, Task, TaskOptions, words_of
+from ..records import Example, MetricRow, Observation
+from .base import Task, TaskOptions, words_of
 from .lexicon import IDENTITY_GROUPS, LEXICONS, NEUTRAL_TEXT, AttributeLexicon
 
 SPLITS = ("train", "heldout_templates", "heldout_terms", "heldout_both")

@@ -27,8 +27,8 @@ from ..evaluate.generate import GenerationSettings, Generations, generate
 from ..evaluate.runner import Runner
 from ..metrics import bootstrap_ci, expected_max_toxicity, mitigation, toxic_share, token_kl
 from ..scorers import SCORERS, Scorer, ScorerOptions, build_scorer
-from ..store import MetricRow, SampleRow
-from .base import Example, Observation, Task, TaskOptions, words_of
+from ..records import Example, MetricRow, Observation, SampleRow
+from .base import Task, TaskOptions, words_of
 from .lexicon import IDENTITY_GROUPS
 from .toxicity_prompts import HELDOUT_TEMPLATES, TEMPLATES
 

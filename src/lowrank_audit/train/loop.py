@@ -28,7 +28,7 @@ from ..config.spec import BudgetSpec
 from ..errors import AuditError
 from ..methods.base import Method, optimizer_state_bytes
 from ..models.precision import training_attention, weights_cast_once
-from ..tasks.base import Example
+from ..records import Example
 from .checkpoint import capture, load_latest, restore, save
 
 IGNORE = -100

@@ -1,0 +1,51 @@
+"""The records every layer passes along: an observation, a fine-tuning example, a metric row, a sample row.
+
+They sit on the ground floor (they import nothing of the project) so that tasks, metrics, the trainer and the store
+share them without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+
+Observation = dict[str, torch.Tensor]
+"""What a task observed of one model: named tensors (log-probabilities, masses, scores), the input of its scoring."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One fine-tuning example: the loss is taken on the completion's tokens only."""
+
+    prompt: str
+    completion: str
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """Where the example came from (e.g. its toxicity score and source); saved with the data, not trained on."""
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One measured number; NULL group/split/layer mean 'over everything'."""
+
+    metric: str
+    value: float | None
+    group_name: str | None = None
+    split: str | None = None
+    layer: int | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    """One generated (or fine-tuning) text with its score: kind 'eval' = sampled at evaluation, 'train' = data."""
+
+    prompt: str
+    completion: str
+    score: float | None = None
+    group_name: str | None = None
+    split: str | None = None
+    kind: str = "eval"
+    note: str | None = None

@@ -7,11 +7,11 @@ alone when it trains the LoRA run, as an out-of-memory error in one process woul
 import os
 import sys
 
-from lowrank_audit import sweep
+from lowrank_audit import run_step
 from lowrank_audit.cli import main
 from lowrank_audit.train.launch import launch_state
 
-real_train = sweep.train
+real_train = run_step.train
 
 
 def train(model, method, *args, **kwargs):
@@ -21,6 +21,6 @@ def train(model, method, *args, **kwargs):
 
 
 if __name__ == "__main__":
-    sweep.train = train
+    run_step.train = train
     sys.argv = ["lowrank-audit", "run", "--preset", "smoke", "--task", "debias", "--out", sys.argv[1], "--no-progress"]
     main()

@@ -34,9 +34,9 @@ def record(kind: str, detail: str = "") -> None:
 def setup() -> None:
     """Record every sqlite3.connect and every computed run of this worker; know the failing method; hold a sweep's full
     fine-tune back until its LoRA run is measured, so that the driver gets them in that order."""
-    from lowrank_audit import sweep
+    from lowrank_audit import run_step
 
-    real_connect, real_measure = sqlite3.connect, sweep.measure_run
+    real_connect, real_measure = sqlite3.connect, run_step.measure_run
 
     def connect(database, *args, **kwargs):
         record("sqlite", str(database))
@@ -57,7 +57,7 @@ def setup() -> None:
         return measured
 
     sqlite3.connect = connect
-    sweep.measure_run = measure_run
+    run_step.measure_run = measure_run
     if Explodes.name not in METHODS:
         METHODS.register(Explodes.name, Explodes)
     record("worker")

@@ -122,7 +122,7 @@ def test_a_launched_sweep_refuses_a_remote_executor(smoke_spec, tmp_path, monkey
 
     announced = []
     monkeypatch.setattr("lowrank_audit.sweep.launch_state", lambda: TwoProcesses())
-    monkeypatch.setattr("lowrank_audit.sweep.announce", announced.append)
+    monkeypatch.setattr("lowrank_audit.executors.launched.announce", announced.append)
     spec = smoke_spec.model_copy(update={"execution": smoke_spec.execution.model_copy(update={"executor": "ray"})})
     with pytest.raises(AuditError, match="executor 'ray' runs each run elsewhere"):
         run_sweep(spec, tmp_path, progress=False)

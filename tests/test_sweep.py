@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lowrank_audit import sweep as sweep_module
+from lowrank_audit import run_step, sweep as sweep_module
 from lowrank_audit.errors import AuditError
 from lowrank_audit.executors import EXECUTORS, LocalExecutor
 from lowrank_audit.store import Store
@@ -64,7 +64,7 @@ def test_same_config_and_seed_give_the_same_numbers(smoke_spec, tmp_path):
 
 def test_killed_sweep_resumes_and_matches_an_uninterrupted_one(smoke_spec, tmp_path, monkeypatch):
     run_sweep(smoke_spec, tmp_path / "clean", progress=False, log=quiet)
-    real_train, calls = sweep_module.train, {"n": 0}
+    real_train, calls = run_step.train, {"n": 0}
 
     def dies_on_second_run(*args, **kwargs):
         calls["n"] += 1
@@ -72,7 +72,7 @@ def test_killed_sweep_resumes_and_matches_an_uninterrupted_one(smoke_spec, tmp_p
             raise KeyboardInterrupt  # what a kill looks like to the code in flight
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(sweep_module, "train", dies_on_second_run)
+    monkeypatch.setattr(run_step, "train", dies_on_second_run)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(smoke_spec, tmp_path / "crash", progress=False, log=quiet)
     store = Store.in_dir(tmp_path / "crash")
@@ -81,7 +81,7 @@ def test_killed_sweep_resumes_and_matches_an_uninterrupted_one(smoke_spec, tmp_p
     running = [r["run_id"] for r in store.runs() if r["status"] == "running"]
     assert not [m for m in store.metrics() if m["run_id"] in running]
 
-    monkeypatch.setattr(sweep_module, "train", real_train)
+    monkeypatch.setattr(run_step, "train", real_train)
     resumed = run_sweep(smoke_spec, tmp_path / "crash", progress=False, log=quiet)
     assert resumed.skipped == 2 and resumed.finished == 2
     assert results(tmp_path / "crash") == results(tmp_path / "clean")
@@ -95,14 +95,14 @@ def test_killed_after_saving_its_weights_a_run_evaluates_them_instead_of_retrain
     def killed(folder):
         raise KeyboardInterrupt  # the first trained run (the full fine-tune) dies right after its weights are saved
 
-    monkeypatch.setattr(sweep_module, "remove_checkpoints", killed)
+    monkeypatch.setattr(run_step, "remove_checkpoints", killed)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(smoke_spec, tmp_path / "crash", progress=False, log=quiet)
     assert [r["status"] for r in Store.in_dir(tmp_path / "crash").runs()] == ["running"]
 
     monkeypatch.undo()
-    real_train_run, trained = sweep_module.train_run, []
-    monkeypatch.setattr(sweep_module, "train_run", lambda job, *a: trained.append(job.run.method) or real_train_run(job, *a))
+    real_train_run, trained = run_step.train_run, []
+    monkeypatch.setattr(run_step, "train_run", lambda job, *a: trained.append(job.run.method) or real_train_run(job, *a))
     lines: list[str] = []
     resumed = run_sweep(smoke_spec, tmp_path / "crash", progress=False, log=lines.append)
     assert resumed.finished == 4 and sorted(trained) == ["lora", "lora"]  # the full fine-tune was not trained again
@@ -111,14 +111,14 @@ def test_killed_after_saving_its_weights_a_run_evaluates_them_instead_of_retrain
 
 
 def test_nan_loss_fails_one_run_and_the_sweep_goes_on(smoke_spec, tmp_path, monkeypatch):
-    real_train = sweep_module.train
+    real_train = run_step.train
 
     def diverges_at_rank_1(model, method, *args, **kwargs):
         if method.rank == 1:
             raise TrainingDiverged(7, float("nan"))
         return real_train(model, method, *args, **kwargs)
 
-    monkeypatch.setattr(sweep_module, "train", diverges_at_rank_1)
+    monkeypatch.setattr(run_step, "train", diverges_at_rank_1)
     result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
     assert len(result.failed) == 1 and "step 7" in result.failed[0][1]
     runs = {(r["method"], r["rank"]): r for r in Store.in_dir(tmp_path).runs()}
@@ -151,14 +151,14 @@ def test_runs_measured_before_the_full_fine_tune_are_scored_against_it(smoke_spe
 def test_a_failed_full_fine_tune_leaves_the_others_scored_without_it(smoke_spec, tmp_path, monkeypatch, order):
     if order == "reference last":
         monkeypatch.setitem(EXECUTORS._items, "local", ReferenceLast)
-    real_train = sweep_module.train
+    real_train = run_step.train
 
     def full_diverges(model, method, *args, **kwargs):
         if method.name == "full":
             raise TrainingDiverged(3, float("inf"))
         return real_train(model, method, *args, **kwargs)
 
-    monkeypatch.setattr(sweep_module, "train", full_diverges)
+    monkeypatch.setattr(run_step, "train", full_diverges)
     result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
     assert [e.split(";")[0] for _, e in result.failed] == ["loss became inf at step 3"]
     metrics = {}
@@ -175,14 +175,14 @@ def test_a_failed_full_fine_tune_leaves_the_others_scored_without_it(smoke_spec,
 
 
 def test_references_take_the_full_fine_tunes_measurement_only_if_it_succeeded():
-    base, refs = {"x": 1}, sweep_module.References({"x": 1})
-    done = sweep_module.Measured(observation={"x": 2}, spectra={"w": 3})
-    assert refs.with_reference(done) == sweep_module.References(base, {"x": 2}, {"w": 3})
-    assert refs.with_reference(sweep_module.Measured(error="boom")) is refs
+    base, refs = {"x": 1}, run_step.References({"x": 1})
+    done = run_step.Measured(observation={"x": 2}, spectra={"w": 3})
+    assert refs.with_reference(done) == run_step.References(base, {"x": 2}, {"w": 3})
+    assert refs.with_reference(run_step.Measured(error="boom")) is refs
 
 
 def test_a_method_that_changes_nothing_is_an_error_not_a_result(smoke_spec, tmp_path, monkeypatch):
-    real_train = sweep_module.train
+    real_train = run_step.train
 
     def never_steps(model, method, examples, tokenizer, budget, *args, **kwargs):
         return real_train(model, method, examples, tokenizer, budget.model_copy(update={"steps": 1}), *args, **kwargs)
@@ -196,7 +196,7 @@ def test_a_method_that_changes_nothing_is_an_error_not_a_result(smoke_spec, tmp_
         def zero_grad(self, set_to_none=True):
             pass
 
-    monkeypatch.setattr(sweep_module, "train", never_steps)
+    monkeypatch.setattr(run_step, "train", never_steps)
     from lowrank_audit.methods.lora import Lora
 
     monkeypatch.setattr(Lora, "optimizer", lambda self, model: Frozen())

@@ -22,16 +22,14 @@ from .config.spec import ModelSpec
 from .errors import AuditError
 from .evaluate import ObservationCache, Runner
 from .evaluate.cache import cache_key
-from .evaluate.probe import check_changed
-from .evaluate.weights import Spectrum, spectra, weight_deltas, weight_update_rows
 from .methods.full import FullFineTuning, FullOptions
 from .models import load_model, resolve_precision
 from .plan import BASE, REFERENCE, run_id
 from .store import RunRecord, Store
 from .store.lock import OutputLock
-from .sweep import SweepResult, check_writable, task_vocabulary
-from .records import Observation
-from .tasks import TASKS, Task
+from .run_step import Measured, References, measure_model, score_run
+from .sweep import SweepResult, check_writable
+from .tasks import TASKS, Task, task_vocabulary
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
@@ -123,19 +121,18 @@ class Audit:
         base_obs = self.cache.get_or_compute(cache_key("base", self.loaded.identity, self.precision, self.task.fingerprint()),
                                              lambda: self.task.observe_base(self.runner, base))
         self.task.bind(base_obs)
-        ref_obs: Observation | None = None
-        ref_spectra: dict[str, Spectrum] | None = None
+        refs = References(base_obs)
         if self.spec.reference is not None:
             folder = self.spec.reference.resolve()
-            ref_model = load_reference(base, folder)
-            ref_spectra = spectra(weight_deltas(ref_model, base))
             digest = _digest(folder / "model.safetensors")
-            ref_obs = self.cache.get_or_compute(cache_key("reference", digest, self.task.fingerprint(), self.precision),
-                                                lambda: self.task.observe(self.runner, ref_model))
-            check_changed(ref_obs, base_obs, f"reference {folder}")
-            self._write(result, REFERENCE, None, {"reference": str(folder), "digest": digest}, ref_obs, base_obs, ref_obs,
-                        weight_update_rows(ref_spectra, None, None))
-        self._write(result, BASE, None, {}, base_obs, base_obs, ref_obs, [])
+            key = cache_key("reference", digest, self.task.fingerprint(), self.precision)
+            obs, ref_spectra, _ = measure_model(
+                load_reference(base, folder), base, base_obs, f"reference {folder}",
+                lambda m: self.cache.get_or_compute(key, lambda: self.task.observe(self.runner, m)))
+            measured = Measured(obs, ref_spectra)
+            refs = refs.with_reference(measured)
+            self._write(result, REFERENCE, None, {"reference": str(folder), "digest": digest}, measured, refs)
+        self._write(result, BASE, None, {}, Measured(), refs)
         for folder in (f.resolve() for f in self.spec.adapters):
             config = _adapter_config(folder)
             digest = _digest(folder / ADAPTER_WEIGHTS)
@@ -146,11 +143,9 @@ class Audit:
                 result.skipped += 1
                 continue
             self.log(f"audit {folder}")
-            model = load_adapter(base, folder)
-            obs = self.task.observe(self.runner, model)
-            check_changed(obs, base_obs, f"adapter {folder}")
-            rows = weight_update_rows(spectra(weight_deltas(model, base)), ref_spectra, rank)
-            self._write(result, method, rank, source, obs, base_obs, ref_obs, rows)
+            obs, own_spectra, _ = measure_model(load_adapter(base, folder), base, base_obs, f"adapter {folder}",
+                                                lambda m: self.task.observe(self.runner, m))
+            self._write(result, method, rank, source, Measured(obs, own_spectra), refs)
         return result
 
     def _config(self, method: str, source: dict[str, Any]) -> dict[str, Any]:
@@ -159,17 +154,18 @@ class Audit:
     def _run_id(self, method: str, source: dict[str, Any]) -> str:
         return run_id(self._config(method, source))
 
-    def _write(self, result: SweepResult, method: str, rank: int | None, source: dict[str, Any], obs: Observation,
-               base_obs: Observation, ref_obs: Observation | None, extra_rows: list) -> None:
+    def _write(self, result: SweepResult, method: str, rank: int | None, source: dict[str, Any], measured: Measured,
+               refs: References) -> None:
+        """Score one audited model (the run step's scoring, as in a sweep) and store it, unless it is already stored."""
         config = self._config(method, source)
         rid = run_id(config)
         if self.store.status(rid) == "finished":
             result.skipped += 1
             return
         self.store.start_run(RunRecord(rid, self.spec.task, method, rank, self.spec.seed, config))
-        rows = self.task.score(obs, base_obs, ref_obs, self.spec.seed) + extra_rows
-        self.store.finish_run(rid, rows, artifact=source.get("adapter") or source.get("reference"),
-                              samples=self.task.samples(obs))
+        measured.extra["artifact"] = source.get("adapter") or source.get("reference")
+        rows, extra = score_run(self.task, measured, refs, self.spec.seed, method == REFERENCE, rank)
+        self.store.finish_run(rid, rows, **extra)
         result.finished += 1
 
 

@@ -1,16 +1,14 @@
-"""Execute a planned sweep: load the base once, train and evaluate each run, write the store.
+"""Drive a planned sweep: load the base once, plan, hand each run to an executor, score and store what it measured.
 
 Per (task, seed): the base observation is computed once (cached); full fine-tuning is handed out first so
 that it can serve as the reference; then the base run and every other method. A finished run is skipped on a
 re-run; a failed or interrupted one is retried.
 
-What one run measures (`measure_run`: train, save the weights, observe) is a function of picklable inputs
-(`RunJob`, the base observation) that returns a picklable `Measured`; who runs it is the executor
-(`executors.py`): this process, sharing the loaded model, or a Ray worker, which loads the model itself.
-This process (the driver) then scores each run against its group's references (`score_run`) and alone writes
-the store and the cache. A run measured before its group's full fine-tune (with Ray, all run at once) waits
-here, not in its worker, to be scored against it. Launched as several processes, the others train each run
-with the driver (`follow_runs`) and write nothing.
+One run's step (train, save, observe; score) is `run_step.py`; who runs it is the executor (`executors/`): this
+process, sharing the loaded model, a Ray worker, which loads the model itself, or every process of a launch together.
+This process (the driver) scores each run against its group's references and alone writes the store and the cache.
+A run measured before its group's full fine-tune (with Ray, all run at once) waits here, not in its worker, to be
+scored against it.
 """
 
 from __future__ import annotations
@@ -19,47 +17,30 @@ import copy
 import functools
 import hashlib
 import shutil
-import time
-import traceback
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import torch
 
-from .config.spec import ExperimentSpec, ModelSpec
+from .config.spec import ExperimentSpec
 from .errors import AuditError
-from .evaluate import ObservationCache, Runner
+from .evaluate import ObservationCache
 from .evaluate.cache import cache_key
-from .evaluate.probe import check_changed
-from .evaluate.weights import Spectrum, spectra, weight_deltas, weight_update_rows
-from .executors import EXECUTORS, Executor
-from .methods import Method, trainable_parameters
+from .evaluate.weights import Spectrum, spectra, weight_deltas
+from .executors import EXECUTORS, Executor, LaunchedExecutor
+from .executors.launched import follow_jobs, leading
+from .methods import Method
 from .models import LoadedModel, load_model, resolve_precision
 from .plan import BASE, REFERENCE, PlannedRun, experiment_fingerprint, plan_runs
-from .records import MetricRow, Observation
+from .records import Observation
+from .run_step import (Measured, References, RunContext, RunJob, print_log, attempt_run, failure, follow_run,
+                       score_run)
 from .store import RunRecord, Store
 from .store.examples import DATA_DIR, save_examples
 from .store.lock import OutputLock
-from .tasks import TASKS, Task
-from .train import PeakRSS, TrainingDiverged, TrainResult, load_trained, remove_checkpoints, save_trained, train
-from .train.launch import announce, follow, launch_state
-
-
-SHARED_FAILURES = (TrainingDiverged, AuditError)
-"""Failures every launched process meets at the same point of a run (same inputs; the loss is averaged over them before
-it is checked): a launch records the run as failed and goes on."""
-
-
-class LaunchBroken(RuntimeError):
-    """One of several launched processes failed while they trained a run together, in a way the others cannot know
-    of: they would wait for it at their next collective operation until the process group's timeout (hours). The
-    process raising it exits, and the launcher then stops the others; the run stays unfinished in the store, so the
-    next `run` retries it and keeps every finished run."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(f"{message}. The processes of a launch train each run together and cannot go on without "
-                         "one of them, so the launch ends here; re-run the command to resume (finished runs are kept).")
+from .tasks import Task, task_vocabulary
+from .train.launch import launch_state
 
 
 @dataclass
@@ -71,15 +52,6 @@ class SweepResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
     driver: bool = True
     """False in a launched process other than the main one: it trained with the main process, which wrote the results."""
-
-
-def _log_default(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def task_vocabulary() -> list[str]:
-    """Words of every registered task, so one tiny model's tokenizer serves all tasks."""
-    return sorted({w for _, cls in TASKS for w in cls.vocabulary()})
 
 
 def check_writable(out_dir: Path) -> None:
@@ -110,217 +82,6 @@ def _weights_bytes(runs: list[PlannedRun], methods: dict[tuple[str, str], Method
 
 
 @dataclass
-class Measured:
-    """What a run's work hands back to the driver: its observation (None: the base's own, for a method that does not
-    train), its weight-update spectra, its cost rows and store fields; or why it failed."""
-
-    observation: Observation | None = None
-    spectra: dict[str, Spectrum] | None = None
-    rows: list[MetricRow] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class References:
-    """What the runs of one group are scored against: the base's observation, and the full fine-tune's once it exists."""
-
-    base: Observation
-    full: Observation | None = None
-    full_spectra: dict[str, Spectrum] | None = None
-
-    def with_reference(self, measured: Measured) -> "References":
-        """These references plus the full fine-tune's measurement; unchanged if that run failed (then nothing is scored
-        against a full fine-tune, as when a group has none)."""
-        if measured.error is not None:
-            return self
-        return References(self.base, measured.observation, measured.spectra)
-
-
-@dataclass(frozen=True)
-class RunJob:
-    """One run's work as plain picklable values: what a Ray worker receives (with its group's base observation)."""
-
-    run: PlannedRun
-    label: str
-    spec: ExperimentSpec
-    precision: str
-    out_dir: Path
-    is_reference: bool
-    progress: bool
-
-    @property
-    def folder(self) -> Path:
-        """Where the run's weights go (on a cluster: a filesystem the driver and every worker share)."""
-        return self.out_dir / "runs" / self.run.run_id
-
-
-class RunContext:
-    """What the runs in one process share: base model, runner, log, and each group's task (built and bound once)."""
-
-    def __init__(self, loaded: LoadedModel, precision: str, eval_batch_size: int, progress: bool,
-                 log: Callable[[str], None] = _log_default) -> None:
-        self.loaded = loaded
-        self.log = log
-        self.runner = Runner(loaded.tokenizer, precision, eval_batch_size, progress)
-        self._tasks: dict[tuple, Task] = {}
-        self._bound: set[tuple] = set()
-
-    def task(self, run: PlannedRun, base: Observation | None = None) -> Task:
-        """The task of `run`'s group; bound to the base observation `base` the first time one is given."""
-        if run.group not in self._tasks:
-            self._tasks[run.group] = TASKS.get(run.task)(run.task_options, self.loaded.tokenizer)
-        task = self._tasks[run.group]
-        if base is not None and run.group not in self._bound:
-            task.bind(base)
-            self._bound.add(run.group)
-        return task
-
-
-@functools.cache
-def _worker_context(model_json: str, precision: str, eval_batch_size: int) -> RunContext:
-    """A process without a model (a Ray worker) loads the base once and keeps it for its later runs; it logs to stdout."""
-    loaded = load_model(ModelSpec.model_validate_json(model_json), task_vocabulary())
-    return RunContext(loaded, precision, eval_batch_size, progress=False)
-
-
-def _context_for(job: RunJob) -> RunContext:
-    """This worker's (or launched process's) loaded base, checked to be the one the driver planned the run on."""
-    context = _worker_context(job.spec.model.model_dump_json(), job.precision, job.spec.budget.eval_batch_size)
-    if context.loaded.identity != job.run.config["model"]:
-        raise AuditError(f"this worker loaded base model {context.loaded.identity}, the sweep planned "
-                         f"{job.run.config['model']}; give every node the same model files.")
-    return context
-
-
-def _failure(e: Exception) -> str:
-    """How a run's failure is recorded: the message of an expected one, the type and a short traceback of a bug."""
-    if isinstance(e, SHARED_FAILURES):
-        return str(e)
-    return f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"
-
-
-def attempt_run(job: RunJob, base: Observation, context: RunContext | None = None) -> Measured:
-    """One run's measurement in this process (in a worker if `context` is None); its failure becomes a failed one.
-
-    A bug in one run must not lose the sweep: it is recorded, the others go on, the command exits non-zero. Only a
-    launch whose processes can no longer train together (LaunchBroken) ends the sweep.
-    """
-    try:
-        return measure_run(job, base, context)
-    except LaunchBroken:
-        raise
-    except Exception as e:
-        return Measured(error=_failure(e))
-
-
-def train_run(job: RunJob, base: Observation, context: RunContext) -> tuple[torch.nn.Module, TrainResult, PeakRSS]:
-    """Train the run's method on a copy of the base; under a launcher, every process does this together (and an
-    unexpected failure in one of them raises LaunchBroken)."""
-    run, method, loaded = job.run, job.run.build_method(), context.loaded
-    try:
-        task = context.task(run, base)
-        torch.manual_seed(run.seed)
-        model = method.prepare(copy.deepcopy(loaded.model))
-        examples = task.train_examples(base, run.seed)
-        with PeakRSS() as mem:
-            res = train(model, method, examples, loaded.tokenizer, job.spec.budget, job.precision,
-                        run.seed, job.progress, desc=job.label, checkpoint_dir=job.folder / "checkpoint",
-                        checkpoint_every=job.spec.execution.checkpoint_every, log=context.log)
-    except SHARED_FAILURES:
-        raise
-    except Exception as e:
-        state = launch_state()
-        if state.num_processes > 1:
-            raise LaunchBroken(f"process {state.process_index} of {state.num_processes} failed while training "
-                               f"{job.label}: {type(e).__name__}: {e}") from e
-        raise
-    return model, res, mem
-
-
-def trained_model(job: RunJob, base: Observation, context: RunContext) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The run's trained model and what its training measured: trained and saved now, or, when an earlier attempt
-    saved it completely but was killed before the store recorded the run, loaded from its folder."""
-    method = job.run.build_method()
-    record = load_trained(job.folder)
-    if record is not None:
-        context.log(f"{job.label}: evaluating the weights an interrupted attempt trained ({job.folder})")
-        return method.load(copy.deepcopy(context.loaded.model), job.folder), record
-    model, res, mem = train_run(job, base, context)
-    method.save(model, job.folder)
-    record = {"result": asdict(res), "peak_rss_mb": mem.peak_mb, "trainable_params": trainable_parameters(model)}
-    save_trained(job.folder, record)
-    remove_checkpoints(job.folder / "checkpoint")
-    return model, record
-
-
-def _announced(job: RunJob, base: Observation, context: RunContext | None) -> Measured:
-    """`attempt_run` in the main of several launched processes: a run to train is first handed to the others."""
-    if job.run.build_method().trains and load_trained(job.folder) is None:
-        announce((replace(job, progress=False), base))
-    return attempt_run(job, base, context)
-
-
-def follow_runs(log: Callable[[str], None] = _log_default) -> None:
-    """In a launched process other than the main one: train each run the main process announces, together with it.
-
-    Only the main process evaluates and writes. A run that diverges or is refused here does so there too (same inputs,
-    averaged loss), and is recorded there; any other failure ends the launch (LaunchBroken).
-    """
-    for job, base in follow():
-        context = _context_for(job)  # another base here would train another model: end the launch (raise)
-        try:
-            train_run(job, base, context)
-        except SHARED_FAILURES as e:
-            log(f"process {launch_state().process_index}: run {job.label} failed: {type(e).__name__}: {e}")
-
-
-def measure_run(job: RunJob, base: Observation, context: RunContext | None) -> Measured:
-    """What one run measures: train (if the method trains), save the weights, observe. Never touches the store.
-
-    A method that does not train (the base) has nothing to measure: it is scored on the base observation, so no
-    model is loaded for it (a Ray worker, which has no `context`, would otherwise load one for nothing)."""
-    if not job.run.build_method().trains:
-        return Measured()
-    context = context or _context_for(job)
-    run, loaded = job.run, context.loaded
-    task = context.task(run, base)
-    model, record = trained_model(job, base, context)
-    res, params = TrainResult(**record["result"]), record["trainable_params"]
-    t0 = time.perf_counter()
-    obs = task.observe(context.runner, model)
-    eval_seconds = time.perf_counter() - t0
-    check_changed(obs, base, job.label)
-    own_spectra = spectra(weight_deltas(model, loaded.model))
-    del model
-    extra = {"train_seconds": res.seconds, "trainable_params": params, "peak_rss_mb": record["peak_rss_mb"],
-             "artifact": str(job.folder.relative_to(job.out_dir))}
-    rows = [  # cost: properties of the training itself
-        MetricRow("trainable_params", float(params)),
-        MetricRow("train_seconds", res.seconds),
-        MetricRow("seconds_per_step", res.seconds_per_step),
-        MetricRow("tokens_per_second", res.tokens_per_second),
-        MetricRow("peak_rss_mb", record["peak_rss_mb"]),
-        MetricRow("optimizer_state_bytes", float(res.optimizer_state_bytes)),
-        MetricRow("final_loss", res.final_loss),
-        MetricRow("eval_seconds", eval_seconds),
-    ]
-    return Measured(obs, own_spectra, rows, extra)
-
-
-def score_run(job: RunJob, measured: Measured, refs: References, task: Task) -> tuple[list[MetricRow], dict[str, Any]]:
-    """A measured run's metric rows and store fields, against its group's references (the full fine-tune's own
-    observation is its reference)."""
-    obs = refs.base if measured.observation is None else measured.observation
-    full = obs if job.is_reference else refs.full
-    rows = task.score(obs, refs.base, full, job.run.seed) + measured.rows
-    if measured.spectra is not None:
-        rows += weight_update_rows(measured.spectra, None if job.is_reference else refs.full_spectra,
-                                   job.run.build_method().rank)
-    return rows, {**measured.extra, "samples": task.samples(obs)}
-
-
-@dataclass
 class _Group:
     """The runs of one (task, task options, seed), and, while the sweep runs, what they are scored against."""
 
@@ -346,13 +107,12 @@ class Sweep:
     """The driver of one sweep: it holds the model, the store and the cache; an executor runs the runs."""
 
     def __init__(self, spec: ExperimentSpec, out_dir: Path, executor: Executor, progress: bool = True,
-                 log: Callable[[str], None] = _log_default, source: str = "config") -> None:
+                 log: Callable[[str], None] = print_log, source: str = "config") -> None:
         self.spec = spec
         self.out_dir = out_dir
         self.progress = progress
         self.log = log
         self.executor = executor
-        self.processes = launch_state().num_processes
         self.precision = resolve_precision(spec.precision)
         log(f"loading model ({spec.model.source}) ...")
         self.loaded: LoadedModel = load_model(spec.model, task_vocabulary())
@@ -432,11 +192,11 @@ class Sweep:
 
     def _job(self, run: PlannedRun, group: _Group) -> RunJob:
         """Mark the run as running and describe its work; the executor takes it from here."""
-        method = run.build_method()
+        method = run.build_method()  # the run's one method object, from planning to scoring
         label = f"{run.task} / {run.method}" + (f" r={method.rank}" if method.rank is not None else "") + f" / seed {run.seed}"
         self.store.start_run(RunRecord(run.run_id, run.task, run.method, method.rank, run.seed, run.config))
         self.log(f"run {label} ({run.run_id})")
-        return RunJob(run, label, self.spec, self.precision, self.out_dir, is_reference=run is group.reference,
+        return RunJob(run, method, label, self.spec, self.precision, self.out_dir, is_reference=run is group.reference,
                       progress=self.progress and not self.executor.remote)
 
     def _execute(self, jobs: Iterator[tuple[RunJob, Observation]], result: SweepResult) -> None:
@@ -444,8 +204,7 @@ class Sweep:
 
         A run measured while its group's full fine-tune is still out waits here (its observation held by the driver,
         its worker free) and is scored when that arrives, against it if it succeeded, else without it."""
-        work = _announced if self.processes > 1 else attempt_run
-        for job, measured in self.executor.run(work, jobs, self.context):
+        for job, measured in self.executor.run(attempt_run, jobs, self.context):
             if isinstance(measured, Exception):  # the worker died or the task could not run
                 measured = Measured(error=f"{type(measured).__name__}: {measured}")
             group = self._groups[job.run.group]
@@ -469,9 +228,9 @@ class Sweep:
             return False
         task = self.context.task(job.run)
         try:
-            rows, extra = score_run(job, measured, refs, task)
+            rows, extra = score_run(task, measured, refs, job.run.seed, job.is_reference, job.method.rank)
         except Exception as e:  # a bug in scoring fails this run, not the sweep
-            self._fail(job, _failure(e), result)
+            self._fail(job, failure(e), result)
             return False
         if job.is_reference:
             self.cache.put(cache_key("run", job.run.run_id, task.fingerprint()), measured.observation)
@@ -486,17 +245,20 @@ class Sweep:
 
 
 def _executor(spec: ExperimentSpec, processes: int, progress: bool, log: Callable[[str], None]) -> Executor:
-    """The sweep's executor, refused under a launcher if it runs each run elsewhere."""
-    executor = EXECUTORS.get(spec.execution.executor)(spec.execution, progress, log)
-    if processes > 1 and executor.remote:
-        raise AuditError(f"this sweep was launched as {processes} processes that train each run together; "
-                         f"executor {executor.name!r} runs each run elsewhere. Use executor local under a launcher, "
-                         "or one process with executor ray.")
-    return executor
+    """The sweep's executor; under a launcher the launched one, and a configured executor that runs each run elsewhere
+    is refused there."""
+    name = spec.execution.executor
+    if processes > 1:
+        if EXECUTORS.get(name).remote:
+            raise AuditError(f"this sweep was launched as {processes} processes that train each run together; "
+                             f"executor {name!r} runs each run elsewhere. Use executor local under a launcher, "
+                             "or one process with executor ray.")
+        name = LaunchedExecutor.name
+    return EXECUTORS.get(name)(spec.execution, progress, log)
 
 
 def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True,
-              log: Callable[[str], None] = _log_default, source: str = "config") -> SweepResult:
+              log: Callable[[str], None] = print_log, source: str = "config") -> SweepResult:
     """Run (or resume) every run of `spec` into `out_dir`; one process at a time per folder.
 
     Launched as several processes (accelerate launch, torchrun), all train each run together and the main one is the
@@ -504,10 +266,9 @@ def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True,
     """
     state = launch_state()
     if not state.is_main_process:
-        follow_runs(log)
+        follow_jobs(functools.partial(follow_run, log=log))
         return SweepResult(Path(out_dir), driver=False)
-    broken = False
-    try:
+    with leading(state.num_processes):
         check_writable(Path(out_dir))
         # Ray is connected to (or started) before the model loads, so that a wrong address fails in seconds, not after
         # minutes of loading and observing the base (a finished sweep re-run with Ray starts it for nothing).
@@ -517,9 +278,3 @@ def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True,
                 return sweep.run()
             finally:
                 sweep.store.close()
-    except LaunchBroken:
-        broken = True  # the others may be inside a training step: a broadcast now would wait for them forever
-        raise
-    finally:
-        if state.num_processes > 1 and not broken:
-            announce(None)  # done, or failed (e.g. the folder is locked): the other processes stop waiting for runs

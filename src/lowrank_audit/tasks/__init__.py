@@ -13,4 +13,10 @@ TASKS.register(DebiasTask.name, DebiasTask)
 TASKS.register(DecisionsTask.name, DecisionsTask)
 TASKS.register(ToxicityTask.name, ToxicityTask)
 
-__all__ = ["TASKS", "Task", "TaskOptions"]
+
+def task_vocabulary() -> list[str]:
+    """Words of every registered task, so one tiny model's tokenizer serves all tasks."""
+    return sorted({w for _, cls in TASKS for w in cls.vocabulary()})
+
+
+__all__ = ["TASKS", "Task", "TaskOptions", "task_vocabulary"]

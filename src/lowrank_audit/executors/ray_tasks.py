@@ -1,33 +1,17 @@
-"""Who executes the runs of a sweep: this process, one at a time (`local`), or one Ray task per run (`ray`).
-
-An executor knows nothing about models or stores. It calls `work(job, shared, context)` for every job
-and yields each job's result as soon as it is ready; the sweep (the driver) scores it and writes the store.
-`shared` is what several jobs have in common (their group's base observation): the Ray executor sends each
-distinct one to the cluster once. `context` is this process's loaded state (the base model); a Ray
-worker has none and gets `None`, so `work` loads what it needs there. A job never waits for another job:
-what needs two results (a run scored against its group's full fine-tune) is done by the driver.
-"""
+"""The `ray` executor: one Ray task per run, submitted at once; results come back to the driver, which alone writes."""
 
 from __future__ import annotations
 
 import logging
 import os
-from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from typing import Any, Callable, ClassVar, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterator
 
 from tqdm.auto import tqdm
 
-from .config.spec import ExecutionSpec
-from .errors import AuditError
-from .registry import Registry
-
-J = TypeVar("J")
-S = TypeVar("S")
-C = TypeVar("C")
-R = TypeVar("R")
-Work = Callable[[J, S, C | None], R]
-Jobs = Iterable[tuple[J, S]]
+from ..config.spec import ExecutionSpec
+from ..errors import AuditError
+from .base import C, Executor, J, Jobs, R, S, Work
 
 RAY_INSTALL = "pip install 'lowrank-audit[ray]'"
 
@@ -38,41 +22,6 @@ Unset, ray.init gives an unreachable host:port 20 tries of about 40 s each, minu
 executor's ray.init makes it one try unless the user set it. (A ray:// address goes through Ray Client instead,
 which gives up by itself after 3 tries, about 30 s.)
 """
-
-
-class Executor(ABC):
-    """Runs jobs and yields (job, result) as each finishes; a result that could not be produced is an exception."""
-
-    name: ClassVar[str]
-    remote: ClassVar[bool]
-    """True: the work runs in other processes (no per-step progress bars from there)."""
-
-    def __init__(self, execution: ExecutionSpec, progress: bool, log: Callable[[str], None]) -> None:
-        self.execution = execution
-        self.progress = progress
-        self.log = log
-
-    def __enter__(self) -> "Executor":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        """Release what `__enter__` acquired."""
-
-    @abstractmethod
-    def run(self, work: Work, jobs: Jobs, context: C) -> Iterator[tuple[J, R | Exception]]:
-        """Call `work` on every job of `jobs`; yield each job with its result as it finishes."""
-
-
-class LocalExecutor(Executor):
-    """In this process, one run at a time, sharing the already-loaded base model (no extra model loads)."""
-
-    name = "local"
-    remote = False
-
-    def run(self, work: Work, jobs: Jobs, context: C) -> Iterator[tuple[J, R | Exception]]:
-        """Jobs are taken one by one, so a job is only created (and marked running) right before it runs."""
-        for job, shared in jobs:
-            yield job, work(job, shared, context)
 
 
 @contextmanager
@@ -187,8 +136,3 @@ class RayExecutor(Executor):
         finally:
             for ref in pending:  # the driver stops early (an error, Ctrl-C): leave no runs behind on a cluster
                 ray.cancel(ref)
-
-
-EXECUTORS: Registry[type[Executor]] = Registry("executor")
-EXECUTORS.register(LocalExecutor.name, LocalExecutor)
-EXECUTORS.register(RayExecutor.name, RayExecutor)

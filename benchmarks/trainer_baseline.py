@@ -32,7 +32,8 @@ from torch import nn
 from transformers import (AutoModelForCausalLM, DataCollatorForSeq2Seq, PreTrainedTokenizerBase, Trainer,
                           TrainingArguments, set_seed)
 
-from lowrank_audit.config import ExperimentSpec, load_spec, narrow
+from lowrank_audit.config import ExperimentSpec
+from lowrank_audit.experiment import load_spec, narrow
 from lowrank_audit.evaluate import Runner
 from lowrank_audit.methods import METHODS, MethodOptions
 from lowrank_audit.models import LoadedModel, load_model, resolve_precision

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lowrank_audit.config import load_spec, narrow
+from lowrank_audit.experiment import load_spec, narrow
 from lowrank_audit.models import load_model
 from lowrank_audit.sweep import task_vocabulary
 

@@ -10,7 +10,8 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-from lowrank_audit.config import BudgetSpec, load_spec, narrow
+from lowrank_audit.config import BudgetSpec
+from lowrank_audit.experiment import load_spec, narrow
 from lowrank_audit.methods import METHODS
 from lowrank_audit.models import load_model
 from lowrank_audit.sweep import task_vocabulary

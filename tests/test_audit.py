@@ -24,7 +24,7 @@ def quiet(msg):
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    from lowrank_audit.config import load_spec, narrow
+    from lowrank_audit.experiment import load_spec, narrow
 
     spec = narrow(load_spec(preset="smoke"), tasks=["debias"])
     out = tmp_path_factory.mktemp("run")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from lowrank_audit.config import load_spec, narrow
+from lowrank_audit.experiment import load_spec, narrow
 from lowrank_audit.errors import AuditError
 from lowrank_audit.evaluate import Runner
 from lowrank_audit.metrics import counterfactual_flip_rate

@@ -2,7 +2,8 @@
 
 import pytest
 
-from lowrank_audit.config import PRESETS, load_spec, narrow
+from lowrank_audit.config import PRESETS
+from lowrank_audit.experiment import load_spec, narrow
 from lowrank_audit.errors import AuditError
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lowrank_audit.config import load_spec, narrow
+from lowrank_audit.experiment import load_spec, narrow
 from lowrank_audit.envs import LENDING_ENV_ID
 from lowrank_audit.envs.policies import equal_opportunity
 from lowrank_audit.errors import AuditError

@@ -215,7 +215,7 @@ def test_old_store_gets_the_samples_table(tmp_path):
 
 # presets -----------------------------------------------------------------------------------------------
 def test_quick_includes_toxicity_only_when_selected(tmp_path):
-    from lowrank_audit.config import load_spec, narrow
+    from lowrank_audit.experiment import load_spec, narrow
     from lowrank_audit.plan import plan_runs
 
     quick = load_spec(preset="quick")

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from lowrank_audit.config import load_spec, narrow
+from lowrank_audit.experiment import load_spec, narrow
 from lowrank_audit.report import build_report
 from lowrank_audit.report.data import load
 from lowrank_audit.report.toxicity_pairs import toxicity_pair_table

@@ -38,7 +38,8 @@ def run(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train and audit every run of a sweep, then write the store and the report."""
-    from .config import load_spec, narrow, with_execution, with_precision
+    from .config import with_execution, with_precision
+    from .experiment import load_spec, narrow
     from .report import build_report, summary_table
     from .sweep import run_sweep
     from .train.launch import launch_state

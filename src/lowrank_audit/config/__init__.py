@@ -1,6 +1,7 @@
-"""Experiment configuration: pydantic models, built-in presets, YAML loading with path-named errors."""
+"""Experiment configuration: pydantic models, built-in presets, YAML loading with path-named errors (schema only:
+the registries check names and options in `experiment`)."""
 
-from .load import PRESETS, load_spec, narrow, with_execution, with_precision
+from .load import PRESETS, read_spec, with_execution, with_precision
 from .spec import BudgetSpec, ExecutionSpec, ExperimentSpec, MethodSpec, ModelSpec, TaskSpec, TinyModelSpec
 
 __all__ = [
@@ -12,8 +13,7 @@ __all__ = [
     "ModelSpec",
     "TaskSpec",
     "TinyModelSpec",
-    "load_spec",
-    "narrow",
+    "read_spec",
     "with_execution",
     "with_precision",
 ]

@@ -1,4 +1,5 @@
-"""Load an ExperimentSpec from a preset or a YAML file (safe_load), then narrow it from CLI flags."""
+"""Read an ExperimentSpec from a preset or a YAML file (safe_load) and check its schema; override its execution and
+precision from CLI flags. Checking names and options against the registries is `experiment.load_spec`'s job."""
 
 from __future__ import annotations
 
@@ -64,45 +65,16 @@ def preset_path(name: str) -> Path:
     return Path(str(resources.files(__package__).joinpath("presets", f"{name}.yaml")))
 
 
-def load_spec(config: str | Path | None = None, preset: str | None = None) -> ExperimentSpec:
-    """Read a config file, or a preset (default 'quick'), into a validated ExperimentSpec."""
+def read_spec(config: str | Path | None = None, preset: str | None = None) -> tuple[ExperimentSpec, str]:
+    """Read a config file, or a preset (default 'quick'), into an ExperimentSpec whose schema is valid; and its path."""
     if config is not None and preset is not None:
         raise AuditError("give either a config file or --preset, not both.")
     path = Path(config) if config is not None else preset_path(preset or "quick")
     data = _read_yaml(path)
     try:
-        spec = ExperimentSpec.model_validate(data)
+        return ExperimentSpec.model_validate(data), str(path)
     except ValidationError as e:
         raise AuditError(format_validation_error(e, str(path))) from None
-    from ..plan import validate_components
-
-    validate_components(spec, str(path))
-    return spec
-
-
-def narrow(spec: ExperimentSpec, tasks: list[str] | None = None, methods: list[str] | None = None) -> ExperimentSpec:
-    """Keep only the named tasks and methods (CLI --task / --method); unknown names are errors."""
-    from ..methods import METHODS
-    from ..tasks import TASKS
-
-    update: dict[str, Any] = {}
-    if tasks:
-        for t in tasks:
-            TASKS.get(t)
-        kept = [t.model_copy(update={"enabled": True}) for t in spec.tasks if t.name in tasks]
-        if not kept:
-            raise AuditError(f"--task {', '.join(tasks)}: this config has only {', '.join(t.name for t in spec.tasks)}.")
-        update["tasks"] = kept
-    if methods:
-        for m in methods:
-            METHODS.get(m)
-        kept_m = [m for m in spec.methods if m.name in methods]
-        if not kept_m:
-            raise AuditError(
-                f"--method {', '.join(methods)}: this config has only {', '.join(m.name for m in spec.methods)}."
-            )
-        update["methods"] = kept_m
-    return spec.model_copy(update=update)
 
 
 def with_execution(spec: ExperimentSpec, executor: str | None = None, ray_address: str | None = None) -> ExperimentSpec:

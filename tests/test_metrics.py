@@ -15,6 +15,7 @@ from lowrank_audit.metrics import (
     group_gap,
     js_divergence,
     kl_divergence,
+    sequence_kl,
     shift_recovered,
     token_kl,
 )
@@ -64,6 +65,17 @@ def test_token_kl_against_float64_loop():
         for t in range(3):
             want = rel_entr(ref[i, t].exp().numpy(), other[i, t].exp().numpy()).sum() if mask[i, t] else 0.0
             assert float(got[i, t]) == pytest.approx(want, rel=1e-5, abs=1e-7)
+
+
+def test_sequence_kl_is_the_mean_over_each_sequences_kept_positions():
+    ref = torch.log_softmax(torch.randn(3, 4, 9, dtype=torch.float64), -1)
+    other = torch.log_softmax(torch.randn(3, 4, 9, dtype=torch.float64), -1)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [0, 1, 0, 0]], dtype=torch.bool)
+    want = [np.mean([rel_entr(ref[i, t].exp().numpy(), other[i, t].exp().numpy()).sum() for t in range(4) if mask[i, t]])
+            for i in range(3)]
+    got = sequence_kl(ref, other, mask)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-6)  # token_kl computes in float32
 
 
 def test_category_mass_and_group_gap_hand_worked():

@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from .hashing import stable_hash
 from .config.load import validate_options
 from .config.spec import ExperimentSpec
 from .errors import AuditError
@@ -88,7 +89,7 @@ def _budgeted(name: str, options: MethodOptions, given: frozenset[str], spec: Ex
 
 
 def run_id(config: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    return stable_hash(config)
 
 
 def plan_runs(spec: ExperimentSpec, model_identity: str, precision: str, source: str = "config",

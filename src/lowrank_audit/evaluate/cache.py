@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -11,10 +9,12 @@ from typing import Any, Callable
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..hashing import stable_hash
+
 
 def cache_key(*parts: Any) -> str:
     """A stable key from JSON-serialisable parts (model identity, task data fingerprint, precision, ...)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return stable_hash(parts, 24)
 
 
 class ObservationCache:

@@ -2,7 +2,7 @@
 
 from .bias import category_mass, group_gap
 from .decisions import agreement, flip_rate, group_counts, pooled_rates, rate_gap, score_change, score_trajectory
-from .divergence import js_divergence, kl_divergence, shift_recovered, token_kl
+from .divergence import js_divergence, kl_divergence, sequence_kl, shift_recovered, token_kl
 from .fairness import GroupFairness, counterfactual_flip_rate, group_fairness, label_prob_gap
 from .stats import bootstrap_ci, paired_difference
 from .toxicity import expected_max_toxicity, mitigation, toxic_share, toxicity_rate
@@ -28,6 +28,7 @@ __all__ = [
     "mitigation",
     "pooled_rates",
     "rate_gap",
+    "sequence_kl",
     "score_change",
     "score_trajectory",
     "shift_recovered",

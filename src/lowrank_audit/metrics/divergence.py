@@ -59,3 +59,12 @@ def token_kl(logp_ref: torch.Tensor, logp: torch.Tensor, mask: torch.Tensor | No
     logp = logp.float()
     kl = (logp_ref.exp() * (logp_ref - logp)).sum(-1)
     return kl if mask is None else kl * mask
+
+
+def sequence_kl(logp_ref: torch.Tensor, logp: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """Per sequence, the mean per-token KL(p_ref || p) over the positions `mask` keeps: sum_t m_t KL_t / sum_t m_t.
+
+    Inputs are [sequences, positions, vocab] log-probabilities and a [sequences, positions] mask; returns one float64
+    value per sequence, so that sequences of every length weigh the same in the mean (and in its bootstrap).
+    """
+    return (token_kl(logp_ref, logp, mask).sum(1) / mask.sum(1)).double().numpy()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..hashing import stable_hash
 from ..config.spec import ModelSpec
 from ..errors import AuditError
 from . import default, tiny
@@ -65,8 +64,7 @@ def load_model(spec: ModelSpec, vocabulary: list[str] | None = None) -> LoadedMo
     else:
         tokenizer = tiny.tiny_tokenizer(vocabulary or [])
         model = tiny.tiny_model(spec.tiny, vocab_size=len(tokenizer))
-        digest = hashlib.sha256(json.dumps([spec.tiny.model_dump(), tokenizer.get_vocab()], sort_keys=True).encode())
-        ident = f"tiny:{digest.hexdigest()[:16]}"
+        ident = f"tiny:{stable_hash([spec.tiny.model_dump(), tokenizer.get_vocab()])}"
         desc = f"tiny random Llama ({spec.tiny.num_layers} layers, hidden {spec.tiny.hidden_size})"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -11,14 +11,26 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
+import numpy as np
+import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..evaluate.runner import Runner
+from ..metrics import bootstrap_ci, sequence_kl
 from ..records import Example, MetricRow, Observation, SampleRow
 
 class TaskOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+def sequence_kl_row(metric: str, logp_ref: torch.Tensor, logp: torch.Tensor, mask: torch.Tensor, n_resamples: int,
+                    seed: int) -> MetricRow:
+    """`metric`: the mean over sequences of `sequence_kl` (each sequence's mean per-token KL(ref || model)), with a
+    bootstrap interval over sequences."""
+    per_seq = sequence_kl(logp_ref, logp, mask)
+    lo, hi = bootstrap_ci(np.mean, per_seq, n_resamples=n_resamples, seed=seed)
+    return MetricRow(metric, float(per_seq.mean()), ci_low=lo, ci_high=hi)
 
 
 def words_of(texts: list[str]) -> list[str]:

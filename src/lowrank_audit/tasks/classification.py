@@ -23,8 +23,6 @@ base model's zero-shot dependence of its predictions on the group: the bias fine
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import replace
 
 import numpy as np
@@ -33,11 +31,12 @@ from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..hashing import stable_hash
 from ..errors import AuditError
 from ..evaluate.runner import Runner
-from ..metrics import bootstrap_ci, counterfactual_flip_rate, group_fairness, kl_divergence, label_prob_gap, token_kl
+from ..metrics import bootstrap_ci, counterfactual_flip_rate, group_fairness, kl_divergence, label_prob_gap
 from ..records import Example, MetricRow, Observation
-from .base import Task, TaskOptions, words_of
+from .base import Task, TaskOptions, sequence_kl_row, words_of
 from .classification_data import (
     BUILTIN, BUILTIN_LABELS, HELDOUT_ACTIONS, ClassificationData, Columns, Split, builtin_data, check_data, load_data,
     spurious_subsample,
@@ -141,7 +140,7 @@ class ClassificationTask(Task):
 
     def fingerprint(self) -> str:
         data = [self.prompts, self.words, NEUTRAL_TEXT]
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        return stable_hash(data)
 
     # observation and training data ------------------------------------------------------------------
     def observe(self, runner: Runner, model: nn.Module) -> Observation:
@@ -214,7 +213,5 @@ class ClassificationTask(Task):
 
     def _drift(self, base: Observation, obs: Observation, seed: int) -> MetricRow:
         """Mean per-token KL(p_0 || p_m) on neutral text, per sequence then over sequences (bootstrap CI)."""
-        mask = obs["neutral/mask"]
-        per_seq = (token_kl(base["neutral/logp"], obs["neutral/logp"], mask).sum(1) / mask.sum(1)).double().numpy()
-        lo, hi = bootstrap_ci(np.mean, per_seq, n_resamples=self.options.bootstrap_resamples, seed=seed)
-        return MetricRow("drift_neutral", float(per_seq.mean()), ci_low=lo, ci_high=hi)
+        return sequence_kl_row("drift_neutral", base["neutral/logp"], obs["neutral/logp"], obs["neutral/mask"],
+                               self.options.bootstrap_resamples, seed)

@@ -9,8 +9,6 @@ prompts completed with words drawn from q.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,11 +18,12 @@ from pydantic import NonNegativeInt, PositiveInt
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..hashing import stable_hash
 from ..errors import AuditError
 from ..evaluate.runner import Runner
 from ..metrics import bootstrap_ci, category_mass, group_gap, js_divergence, kl_divergence, shift_recovered, token_kl
 from ..records import Example, MetricRow, Observation
-from .base import Task, TaskOptions, words_of
+from .base import Task, TaskOptions, sequence_kl_row, words_of
 from .lexicon import IDENTITY_GROUPS, LEXICONS, NEUTRAL_TEXT, AttributeLexicon
 
 SPLITS = ("train", "heldout_templates", "heldout_terms", "heldout_both")
@@ -144,7 +143,7 @@ class DebiasTask(Task):
     def fingerprint(self) -> str:
         data = [self.prompts, [(lx.name, lx.words) for lx in self.lexicons], self.sequences, NEUTRAL_TEXT,
                 [idx for _, idx in self.lens]]
-        return hashlib.sha256(json.dumps(data, default=str, sort_keys=True).encode()).hexdigest()[:16]
+        return stable_hash(data)
 
     # observation -----------------------------------------------------------------------------------
     def observe(self, runner: Runner, model: nn.Module) -> Observation:
@@ -274,8 +273,5 @@ class DebiasTask(Task):
 
     def _sequence_kl(self, metric: str, ref: Observation, obs: Observation, key: str, seed: int) -> MetricRow:
         """Mean per-token KL(ref || model), averaged per sequence, then over sequences (bootstrap CI)."""
-        mask = obs[f"{key}/mask"]
-        per_token = token_kl(ref[f"{key}/logp"], obs[f"{key}/logp"], mask)
-        per_seq = (per_token.sum(1) / mask.sum(1)).double().numpy()
-        lo, hi = bootstrap_ci(np.mean, per_seq, n_resamples=self.options.bootstrap_resamples, seed=seed)
-        return MetricRow(metric, float(per_seq.mean()), ci_low=lo, ci_high=hi)
+        return sequence_kl_row(metric, ref[f"{key}/logp"], obs[f"{key}/logp"], obs[f"{key}/mask"],
+                               self.options.bootstrap_resamples, seed)

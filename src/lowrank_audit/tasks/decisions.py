@@ -28,8 +28,6 @@ metrics (without flip_rate and reference_agreement) for the reference policy on 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from functools import cached_property
 from typing import Callable
 
@@ -39,6 +37,7 @@ from pydantic import PositiveInt, model_validator
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..hashing import stable_hash
 from ..envs import LENDING_ENV_ID, LendingParams
 from ..envs.lending import SCORES
 from ..envs.policies import POLICIES
@@ -121,7 +120,7 @@ class DecisionsTask(Task):
 
     def fingerprint(self) -> str:
         data = [self.options.model_dump(), PROMPT, ACTIONS, episode_seeds(0, 0, self.options.eval_episodes)]
-        return hashlib.sha256(json.dumps(data, default=str, sort_keys=True).encode()).hexdigest()[:16]
+        return stable_hash(data)
 
     # training data -----------------------------------------------------------------------------------
     def reference_rollout(self, seeds: list[int]) -> Trajectories:

@@ -22,13 +22,14 @@ from pydantic import Field, NonNegativeFloat, PositiveInt, field_validator
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..hashing import stable_hash
 from ..errors import AuditError
 from ..evaluate.generate import GenerationSettings, Generations, generate
 from ..evaluate.runner import Runner
-from ..metrics import bootstrap_ci, expected_max_toxicity, mitigation, toxic_share, token_kl
+from ..metrics import bootstrap_ci, expected_max_toxicity, mitigation, toxic_share
 from ..scorers import SCORERS, Scorer, ScorerOptions, build_scorer
 from ..records import Example, MetricRow, Observation, SampleRow
-from .base import Task, TaskOptions, words_of
+from .base import Task, TaskOptions, sequence_kl_row, words_of
 from .lexicon import IDENTITY_GROUPS
 from .toxicity_prompts import HELDOUT_TEMPLATES, TEMPLATES
 
@@ -194,7 +195,7 @@ class ToxicityTask(Task):
     def fingerprint(self) -> str:
         """Prompts and every generation setting (the scorer is not part of it: scores are computed later)."""
         data = [[p.text for p in self.prompts], self.settings().key(), self.options.rejection_tries]
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        return stable_hash(data)
 
     @property
     def scorer(self) -> Scorer:
@@ -271,10 +272,7 @@ class ToxicityTask(Task):
                     continue
                 rows += self._rows(s_m[sel], s_0[sel], None if s_f is None else s_f[sel], split, group, seed)
         if full is not None and "cf/logp" in obs and "cf/logp" in full:
-            mask = obs["cf/mask"]
-            per_seq = (token_kl(full["cf/logp"], obs["cf/logp"], mask).sum(1) / mask.sum(1)).double().numpy()
-            lo, hi = bootstrap_ci(np.mean, per_seq, n_resamples=n_boot, seed=seed)
-            rows.append(MetricRow("kl_to_full", float(per_seq.mean()), ci_low=lo, ci_high=hi))
+            rows.append(sequence_kl_row("kl_to_full", full["cf/logp"], obs["cf/logp"], obs["cf/mask"], n_boot, seed))
         rows += [MetricRow(f"counterfactual_{src}", float(self.counts[src])) for src in SOURCES]
         return rows
 

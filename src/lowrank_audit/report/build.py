@@ -8,12 +8,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__
+from .catalogue import task_metrics
 from .data import ReportData, load
+from .extras import TABLES, WARNED
 from .figures import task_plots
 from .render import ReportView, TaskSection, render_html, render_markdown
 from .tables import long_table, metric_columns, results_table, seed_means_table, unfinished_table
-from .toxicity_pairs import toxicity_pair_table
-from .toxicity_plots import toxic_sample_tables
 
 
 @dataclass(frozen=True)
@@ -52,20 +52,18 @@ def build_report(out_dir: str | Path) -> ReportPaths:
 def _task_section(data: ReportData, task: str, slug: str, plots_dir: Path) -> TaskSection:
     runs = data.finished(task)
     variants = data.variants(task)
-    cols = metric_columns(runs)
+    cols = metric_columns(runs, task_metrics(task))
     tables = [results_table(task, runs, cols)]
     if any(len(v.runs) > 1 for v in variants):
         tables.append(seed_means_table(task, variants, cols))
-    pairs = toxicity_pair_table(data, task)
-    if pairs is not None:
-        tables.append(pairs)
+    tables += [t for make in TABLES for t in make(data, task)]
     return TaskSection(
         name=task,
         anchor=f"task-{slug}",
         tables=tables,
         plots=task_plots(task, variants, plots_dir, slug),
         other=long_table(task, runs, covered=[c.key for c in cols]),
-        warned=toxic_sample_tables(data, task),
+        warned=[t for make in WARNED for t in make(data, task)],
     )
 
 

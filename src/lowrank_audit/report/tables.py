@@ -3,37 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
+from ..catalogue import MetricInfo
 from .data import MetricKey, Run, Value, Variant, splits_of
 
 NA = "n/a"
 NO_RANK = "—"
-
-# (metric, column heading, decimals): measured per split (summary row, group_name NULL) ...
-_PER_SPLIT = (
-    ("shift_recovered", "Shift recovered", 2),
-    ("target_fit", "Target fit KL(q‖p), nats", 3),
-    ("group_gap", "Group gap", 3),
-    ("group_js", "Group JS", 4),
-    ("accuracy", "Accuracy", 3),
-    ("worst_group_accuracy", "Worst-group accuracy", 3),
-    ("demographic_parity_difference", "DP difference", 3),
-    ("equalized_odds_difference", "EO difference", 3),
-    ("counterfactual_flip_rate", "Counterfactual flips", 3),
-    ("toxicity_rate", "Toxicity rate", 3),
-    ("expected_max_toxicity", "Expected max toxicity", 3),
-    ("toxicity_mitigation", "Mitigation vs full", 2),
-)
-# ... and once per run (split NULL); the last field: show an interval (cost numbers have none).
-_PER_RUN = (
-    ("kl_to_full", "KL to full", 4, True),
-    ("drift_neutral", "Drift on neutral text", 4, True),
-    ("trainable_params", "Trainable params", 0, False),
-    ("train_seconds", "Train s", 1, False),
-    ("seconds_per_step", "s/step", 3, False),
-    ("peak_rss_mb", "Peak MB", 0, False),
-)
 
 
 @dataclass(frozen=True)
@@ -122,14 +98,13 @@ def fmt_rank(rank: int | None) -> str:
     return NO_RANK if rank is None else str(rank)
 
 
-def metric_columns(runs: list[Run]) -> list[MetricColumn]:
-    """The main-table metric columns that at least one of `runs` has a row for."""
-    cols = [
-        MetricColumn(group, split, metric=metric, split=split, digits=digits)
-        for metric, group, digits in _PER_SPLIT
-        for split in splits_of(runs, metric)
-    ]
-    cols += [MetricColumn(group, metric=m, digits=d, interval=i) for m, group, d, i in _PER_RUN]
+def metric_columns(runs: list[Run], metrics: Sequence[MetricInfo]) -> list[MetricColumn]:
+    """The main-table columns of the catalogue `metrics` that at least one of `runs` has a row for: each metric stored
+    per split once per split, then those stored once per run."""
+    shown = [m for m in metrics if m.table]
+    cols = [MetricColumn(m.heading, split, metric=m.name, split=split, digits=m.digits, interval=m.interval)
+            for m in shown if m.per_split for split in splits_of(runs, m.name)]
+    cols += [MetricColumn(m.heading, metric=m.name, digits=m.digits, interval=m.interval) for m in shown if not m.per_split]
     return [c for c in cols if any(c.key in r.metrics for r in runs)]
 
 

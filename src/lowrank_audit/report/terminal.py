@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
+from .catalogue import task_metrics
 from .data import Run, load, run_order, splits_of
 from .tables import fmt_number, fmt_rank
 
@@ -14,18 +15,15 @@ _STATUS_STYLE = {"finished": "green", "failed": "bold red", "running": "yellow"}
 
 
 def summary_table(out_dir: str | Path) -> Table:
-    """One row per run: identity, status, shift recovered per split, train group gap, KL to full, drift, cost."""
+    """One row per run: identity, status, and the metrics the catalogue gives a terminal heading (`short`)."""
     runs = sorted(load(out_dir).runs, key=lambda r: (r.task, run_order(r)))
-    cols: list[tuple[str, str, str | None, int]] = [  # heading, metric, split, decimals
-        (f"SR {s}", "shift_recovered", s, 2) for s in splits_of(runs, "shift_recovered")
+    metrics = {m.name: m for task in sorted({r.task for r in runs}) for m in task_metrics(task) if m.short}
+    ordered = sorted(metrics.values(), key=lambda m: not m.per_split)  # per split first, then once per run
+    cols: list[tuple[str, str, str | None, int | None]] = [  # heading, metric, split, decimals
+        (f"{m.short} {s}", m.name, s, m.digits) for m in ordered if m.per_split
+        for s in (m.short_splits or splits_of(runs, m.name))
     ]
-    cols += [
-        ("gap train", "group_gap", "train", 3),
-        ("KL to full", "kl_to_full", None, 4),
-        ("drift", "drift_neutral", None, 4),
-        ("params", "trainable_params", None, 0),
-        ("s/step", "seconds_per_step", None, 3),
-    ]
+    cols += [(m.short, m.name, None, m.digits) for m in ordered if not m.per_split]
     cols = [c for c in cols if any((c[1], None, c[2], None) in r.metrics for r in runs)]
     table = Table(title=f"lowrank-audit: {len(runs)} runs in {out_dir}")
     for name in ("task", "method"):
@@ -45,7 +43,7 @@ def _identity(run: Run) -> list[Text]:
             Text(run.status, style=_STATUS_STYLE.get(run.status, ""))]
 
 
-def _cell(run: Run, metric: str, split: str | None, digits: int) -> Text:
+def _cell(run: Run, metric: str, split: str | None, digits: int | None) -> Text:
     """The value, n/a when undefined, empty for runs without results."""
     if run.status != "finished":
         return Text("")

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..catalogue import MetricInfo
 from ..evaluate.runner import Runner
 from ..metrics import bootstrap_ci, sequence_kl
 from ..records import Example, MetricRow, Observation, SampleRow
@@ -42,6 +43,8 @@ class Task(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     Options: ClassVar[type[TaskOptions]]
+    metrics: ClassVar[tuple[MetricInfo, ...]] = ()
+    """The catalogue of what `score` stores (how the report and the terminal show it), the results table's order."""
 
     def __init__(self, options: TaskOptions, tokenizer: PreTrainedTokenizerBase) -> None:
         self.options = options

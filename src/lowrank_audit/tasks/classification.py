@@ -31,6 +31,7 @@ from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..catalogue import DRIFT_NEUTRAL, MetricInfo
 from ..hashing import stable_hash
 from ..errors import AuditError
 from ..evaluate.runner import Runner
@@ -88,6 +89,19 @@ class ClassificationTask(Task):
     name = "classification"
     description = "Classify through label words; group fairness (fairlearn) and counterfactual flips per method."
     Options = ClassificationOptions
+    metrics = (
+        MetricInfo("accuracy", "Accuracy", digits=3, higher_is_better=True),
+        MetricInfo("worst_group_accuracy", "Worst-group accuracy", digits=3, higher_is_better=True, groups="axis"),
+        MetricInfo("demographic_parity_difference", "DP difference", digits=3, higher_is_better=False, groups="axis"),
+        MetricInfo("equalized_odds_difference", "EO difference", digits=3, higher_is_better=False, groups="axis"),
+        MetricInfo("counterfactual_flip_rate", "Counterfactual flips", digits=3, higher_is_better=False, groups="axis"),
+        DRIFT_NEUTRAL,
+        MetricInfo("group_accuracy", "Group accuracy", digits=3, higher_is_better=True, groups="group", table=False),
+        MetricInfo("group_selection_rate", "Group selection rate", digits=3, groups="group", table=False),
+        MetricInfo("label_prob_gap", "Label probability gap", digits=3, higher_is_better=False, groups="axis",
+                   table=False),
+        MetricInfo("label_kl_to_full", "Label KL to full", "nats", 4, False, table=False),
+    )
 
     def __init__(self, options: ClassificationOptions, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__(options, tokenizer)

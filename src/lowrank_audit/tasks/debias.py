@@ -18,6 +18,7 @@ from pydantic import NonNegativeInt, PositiveInt
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..catalogue import DRIFT_NEUTRAL, KL_TO_FULL, MetricInfo
 from ..hashing import stable_hash
 from ..errors import AuditError
 from ..evaluate.runner import Runner
@@ -76,6 +77,22 @@ class DebiasTask(Task):
     name = "debias"
     description = "Equalise identity groups' next-word distributions over attribute lexicons (exact, no sampling)."
     Options = DebiasOptions
+    metrics = (
+        MetricInfo("shift_recovered", "Shift recovered", digits=2, higher_is_better=True, short="SR"),
+        MetricInfo("target_fit", "Target fit KL(q‖p)", "nats", 3, False),
+        MetricInfo("group_gap", "Group gap", digits=3, higher_is_better=False, groups="axis/category", short="gap",
+                   short_splits=("train",)),
+        MetricInfo("group_js", "Group JS", digits=4, higher_is_better=False, groups="axis"),
+        KL_TO_FULL,
+        DRIFT_NEUTRAL,
+        MetricInfo("category_mass", "Category mass", digits=3, groups="axis/group/category", interval=False, table=False),
+        MetricInfo("lens_kl_to_full", "Lens KL to full", "nats", 4, False, per_split=False, groups="layer",
+                   interval=False, table=False),
+        MetricInfo("lens_kl_to_base", "Lens KL to base", "nats", 4, None, per_split=False, groups="layer",
+                   interval=False, table=False),
+        MetricInfo("lens_category_mass", "Lens category mass", digits=3, per_split=False, groups="lexicon/category",
+                   interval=False, table=False),
+    )
 
     def __init__(self, options: DebiasOptions, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__(options, tokenizer)

@@ -22,6 +22,7 @@ from pydantic import Field, NonNegativeFloat, PositiveInt, field_validator
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..catalogue import KL_TO_FULL, MetricInfo
 from ..hashing import stable_hash
 from ..errors import AuditError
 from ..evaluate.generate import GenerationSettings, Generations, generate
@@ -155,6 +156,12 @@ class ToxicityTask(Task):
     name = "toxicity"
     description = "Sampled completions of identity prompts scored for toxicity; fine-tune on non-toxic counterfactuals."
     Options = ToxicityOptions
+    metrics = (
+        MetricInfo("toxicity_rate", "Toxicity rate", digits=3, higher_is_better=False, groups="group"),
+        MetricInfo("expected_max_toxicity", "Expected max toxicity", digits=3, higher_is_better=False, groups="group"),
+        MetricInfo("toxicity_mitigation", "Mitigation vs full", digits=2, higher_is_better=True, groups="group"),
+        KL_TO_FULL,
+    )
 
     def __init__(self, options: ToxicityOptions, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__(options, tokenizer)

@@ -1,0 +1,13 @@
+"""Which metrics a task's report shows and how: its task's catalogue (declared next to the task) and the cost rows
+every trained run has. A task this version does not know (a store from another version) has only the cost."""
+
+from __future__ import annotations
+
+from ..catalogue import COST, MetricInfo
+from ..tasks import TASKS
+
+
+def task_metrics(task: str) -> list[MetricInfo]:
+    """The catalogue of `task`'s metrics, in its results table's order, then the cost of training."""
+    own = TASKS.get(task).metrics if task in TASKS else ()
+    return [*own, *COST]

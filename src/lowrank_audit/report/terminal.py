@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
+from ..catalogue import COST
 from .catalogue import task_metrics
 from .data import Run, load, run_order, splits_of
 from .tables import fmt_number, fmt_rank
@@ -18,7 +19,7 @@ def summary_table(out_dir: str | Path) -> Table:
     """One row per run: identity, status, and the metrics the catalogue gives a terminal heading (`short`)."""
     runs = sorted(load(out_dir).runs, key=lambda r: (r.task, run_order(r)))
     metrics = {m.name: m for task in sorted({r.task for r in runs}) for m in task_metrics(task) if m.short}
-    ordered = sorted(metrics.values(), key=lambda m: not m.per_split)  # per split first, then once per run
+    ordered = sorted(metrics.values(), key=lambda m: (not m.per_split, m in COST))  # per split, per run, then cost
     cols: list[tuple[str, str, str | None, int | None]] = [  # heading, metric, split, decimals
         (f"{m.short} {s}", m.name, s, m.digits) for m in ordered if m.per_split
         for s in (m.short_splits or splits_of(runs, m.name))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -13,7 +14,11 @@ from .data import ReportData, load
 from .extras import TABLES, WARNED
 from .figures import task_plots
 from .render import ReportView, TaskSection, render_html, render_markdown
-from .tables import long_table, metric_columns, results_table, seed_means_table, unfinished_table
+from .tables import (ERRORS_FILE, errors_text, long_table, metric_columns, results_table, seed_means_table,
+                     unfinished_table)
+
+METRICS_CSV = "metrics.csv"
+"""Beside the report: every stored metric value of the finished runs, one line each (the long tables in full)."""
 
 
 @dataclass(frozen=True)
@@ -23,10 +28,12 @@ class ReportPaths:
     html: Path
     markdown: Path
     plots: list[Path]
+    csv: Path
 
 
 def build_report(out_dir: str | Path) -> ReportPaths:
-    """Read `out_dir/results.sqlite`, write report.html (self-contained), report.md and plots/*.png."""
+    """Read `out_dir/results.sqlite`, write report.html (self-contained), report.md, plots/*.png, metrics.csv (every
+    value) and, when a run failed, errors.txt (the whole error texts the report shortens to a line)."""
     out_dir = Path(out_dir)
     data = load(out_dir)
     tasks = data.tasks()
@@ -41,9 +48,14 @@ def build_report(out_dir: str | Path) -> ReportPaths:
         unfinished=unfinished_table(unfinished) if unfinished else None,
         tasks=sections,
         version=__version__,
+        csv=METRICS_CSV,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
-    paths = ReportPaths(out_dir / "report.html", out_dir / "report.md", [p.path for s in sections for p in s.plots])
+    paths = ReportPaths(out_dir / "report.html", out_dir / "report.md", [p.path for s in sections for p in s.plots],
+                        out_dir / METRICS_CSV)
+    _write_csv(data, paths.csv)
+    if any(r.error for r in unfinished):
+        (out_dir / ERRORS_FILE).write_text(errors_text(unfinished), encoding="utf-8")
     paths.html.write_text(render_html(view), encoding="utf-8")
     paths.markdown.write_text(render_markdown(view, out_dir), encoding="utf-8")
     return paths
@@ -65,6 +77,19 @@ def _task_section(data: ReportData, task: str, slug: str, plots_dir: Path) -> Ta
         other=long_table(task, runs, covered=[c.key for c in cols]),
         warned=[t for make in WARNED for t in make(data, task)],
     )
+
+
+def _write_csv(data: ReportData, path: Path) -> None:
+    """Every metric value of every finished run, with the run's identity."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["run_id", "task", "method", "rank", "seed", "metric", "group", "split", "layer", "value",
+                      "ci_low", "ci_high"])
+        for task in data.tasks():
+            for r in data.finished(task):
+                for (metric, group, split, layer), v in sorted(r.metrics.items(), key=lambda kv: repr(kv[0])):
+                    out.writerow([r.run_id, r.task, r.method, r.rank, r.seed, metric, group, split, layer, v.value,
+                                  v.low, v.high])
 
 
 def _slugs(names: list[str]) -> list[str]:

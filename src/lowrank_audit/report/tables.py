@@ -156,12 +156,30 @@ def long_table(task: str, runs: list[Run], covered: Iterable[MetricKey]) -> Tabl
     return TableView(f"{task}: all other metrics", cols, rows, "Every stored value not shown in the tables above.")
 
 
+ERRORS_FILE = "errors.txt"
+"""Beside the report: every unfinished run's whole error text (a traceback), which its table cell shortens to a line."""
+
+
+def error_line(error: str | None) -> str:
+    """The first line of a run's error, with a pointer to the whole text when there is more."""
+    if not error:
+        return ""
+    first, *more = error.strip().splitlines() or [""]
+    return f"{first} (full text: {ERRORS_FILE})" if more else first
+
+
+def errors_text(runs: list[Run]) -> str:
+    """Every run's whole error, under its id and identity."""
+    return "".join(f"== {r.run_id}: {r.task} / {r.method} r={fmt_rank(r.rank)} / seed {r.seed} ({r.status})\n"
+                   f"{r.error.strip()}\n\n" for r in runs if r.error)
+
+
 def unfinished_table(runs: list[Run]) -> TableView:
-    """Failed and still running (or interrupted) runs with their error message."""
+    """Failed and still running (or interrupted) runs with the first line of their error message."""
     cols = [Column(n, numeric=False) for n in ("Task", "Method")] + [Column("Rank"), Column("Seed")] + [
         Column(n, numeric=False) for n in ("Status", "Error")
     ]
-    rows = [[r.task, r.method, fmt_rank(r.rank), str(r.seed), r.status, r.error or ""] for r in runs]
+    rows = [[r.task, r.method, fmt_rank(r.rank), str(r.seed), r.status, error_line(r.error)] for r in runs]
     return TableView("Runs without results", cols, rows, "A run still 'running' was interrupted or is in progress.")
 
 

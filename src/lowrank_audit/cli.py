@@ -15,6 +15,12 @@ from rich.table import Table
 
 from .errors import AuditError
 
+try:  # typer >= 0.20 parses with its own copy of click, whose exceptions are not click's
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # older typer uses click itself
+    from click import exceptions as click_exceptions
+
+PACKAGE_DIR = Path(__file__).resolve().parent
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Audit whether fine-tuning methods learned the shift their data asked for.")
 # Piped output (logs, CI) gets a wide table instead of rich's 80-column default.
@@ -74,8 +80,10 @@ def audit(
 ) -> None:
     """Evaluate adapters trained elsewhere against the base (and a full fine-tune) with a task's metrics."""
     import yaml
+    from pydantic import ValidationError
 
     from .audit import AuditSpec, base_spec, run_audit
+    from .config.load import format_validation_error
     from .report import build_report, summary_table
 
     options = {}
@@ -85,8 +93,11 @@ def audit(
             raise AuditError(f"--option {item!r}: write KEY=VALUE, e.g. --option samples_per_prompt=2")
         options[key] = yaml.safe_load(value)
     out_dir = out or Path("runs") / datetime.now().strftime("audit-%Y%m%d-%H%M%S")
-    spec = AuditSpec(base=base_spec(base), adapters=adapter, reference=reference, task=task,
-                     task_options=options, seed=seed, precision=precision)
+    try:
+        spec = AuditSpec(base=base_spec(base), adapters=adapter, reference=reference, task=task,
+                         task_options=options, seed=seed, precision=precision)
+    except ValidationError as e:
+        raise AuditError(format_validation_error(e, "command line")) from None
     result = run_audit(spec, out_dir, progress=progress, log=_log)
     paths = build_report(out_dir)
     console.print(summary_table(out_dir))
@@ -133,19 +144,39 @@ def tasks() -> None:
 
 def _log(message: str) -> None:
     """Progress lines from the sweep, printed as they are (run errors may hold [brackets] that are not markup)."""
-    console.print(message, markup=False, highlight=False)
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+INTERRUPTED = 130
+"""The exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it."""
+
+
+def _error(message: str) -> None:
+    """One error on stderr, never wrapped (a long path must not push the message off the `error:` line)."""
+    err_console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # messages may hold [brackets]
+
+
+def _interrupted() -> None:
+    err_console.print("interrupted; finished runs are in the store, re-run the same command to resume.", soft_wrap=True)
+    sys.exit(INTERRUPTED)
 
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2; no traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer turns Ctrl-C into a returned 130 here, --help into 0
     except AuditError as e:
-        err_console.print(f"[red]error:[/] {escape(str(e))}", highlight=False)  # messages may hold [brackets]
+        _error(str(e) or type(e).__name__)
         sys.exit(2)
-    except click.exceptions.ClickException as e:
-        e.show()
+    except click_exceptions.UsageError as e:  # a missing or malformed parameter of any command
+        hint = f" See '{e.ctx.command_path} --help'." if e.ctx is not None else ""
+        _error(e.format_message().rstrip(".") + "." + hint)
         sys.exit(e.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err_console.print("interrupted; finished runs are in the store, re-run the same command to resume.")
-        sys.exit(130)
+    except click_exceptions.ClickException as e:
+        _error(e.format_message())
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        _interrupted()
+    if code == INTERRUPTED:
+        _interrupted()
+    sys.exit(code if isinstance(code, int) else 0)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -26,6 +29,34 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
 # Piped output (logs, CI) gets a wide table instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+@app.callback()
+def _options(verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Also show the libraries' own warnings and log lines (transformers, torch, ...).")] = False
+) -> None:
+    """Options of every command."""
+    if not verbose:
+        quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Only the tool's own lines: the libraries' warnings and log records are hidden; lowrank_audit's warnings show.
+
+    Warnings are dropped where they are shown, not by a filter: scikit-learn's joblib workers reset the global filters
+    while they run (`warnings.resetwarnings()` in a thread), which let transformers' FutureWarnings through a filter.
+    transformers and datasets read their verbosity from the environment when they are imported, after this."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DATASETS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    show = warnings.showwarning
+
+    def own_warnings_only(message, category, filename, lineno, file=None, line=None) -> None:
+        if Path(filename).resolve().is_relative_to(PACKAGE_DIR):
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = own_warnings_only
+    logging.disable(logging.WARNING)
 
 
 @app.command()

@@ -10,7 +10,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -76,11 +75,12 @@ def run(
 ) -> None:
     """Train and audit every run of a sweep, then write the store and the report."""
     from .config import load_spec, narrow, with_execution, with_precision
-    from .report import build_report, summary_table
+
+    spec = with_precision(with_execution(narrow(load_spec(config, preset), task, method), executor, ray_address), precision)
+    from .report import build_report, summary_table  # the heavy libraries, once the config is known to be valid
     from .sweep import run_sweep
     from .train.launch import launch_state
 
-    spec = with_precision(with_execution(narrow(load_spec(config, preset), task, method), executor, ray_address), precision)
     out_dir = out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     if launch_state().is_main_process:
         console.print(f"[bold]{spec.name}[/]: {len(spec.tasks)} task(s), {len(spec.methods)} method(s), "

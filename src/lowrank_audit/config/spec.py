@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegative
 class Strict(BaseModel):
     """Unknown keys are errors (with their path), never silently ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf or .nan in a config is a typo, never a setting
 
 
 class TinyModelSpec(Strict):

@@ -18,7 +18,7 @@ from ..evaluate.runner import Runner
 from ..records import Example, MetricRow, Observation, SampleRow
 
 class TaskOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
 
 def words_of(texts: list[str]) -> list[str]:

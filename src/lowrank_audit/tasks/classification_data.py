@@ -54,7 +54,7 @@ ACTIONS: dict[str, list[str]] = {
 class Columns(BaseModel):
     """Which column of the user's data holds what."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
     text: str = "text"
     """The text to classify (goes into the prompt's {text})."""

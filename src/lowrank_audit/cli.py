@@ -93,8 +93,11 @@ def run(
     console.print(summary_table(out_dir))
     console.print(f"{result.finished} run(s) finished, {result.skipped} already in the store, "
                   f"{len(result.failed)} failed.\nreport: {paths.html}\nstore:  {out_dir / 'results.sqlite'}")
-    if result.failed:
-        raise AuditError(f"{len(result.failed)} run(s) failed (errors are in the report); re-run the same command to retry them.")
+    console.print(_kept(out_dir, result.pruned), soft_wrap=True, highlight=False)
+    if result.failed:  # not a user error (exit 2): the sweep ran, some of its runs did not
+        err_console.print(f"{len(result.failed)} run(s) failed (errors are in the report); "
+                          "re-run the same command to retry them.", soft_wrap=True, highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -171,6 +174,20 @@ def tasks() -> None:
     from .tasks import TASKS
 
     console.print(_options_table("tasks", TASKS))
+
+
+def _kept(out_dir: Path, pruned) -> str:
+    """What the output folder holds now and what the sweep's end removed, with the settings that keep it."""
+    from .store.outputs import folder_bytes
+
+    kept = f"kept: {folder_bytes(out_dir) / 2**20:,.1f} MB in {out_dir}"
+    if pruned is None:
+        return f"{kept} (full-rank weights and the observation cache stay until every run has finished)."
+    if not pruned.removed:
+        return f"{kept} (adapters, store, report, data)."
+    removed = " and ".join(f"{size / 2**20:,.1f} MB of {what}" for what, size in pruned.removed.items())
+    return (f"{kept} (adapters, store, report, data); removed {removed} "
+            "(keep them with execution.keep_full_weights / execution.keep_cache).")
 
 
 def _log(message: str) -> None:

@@ -42,6 +42,7 @@ from .records import MetricRow, Observation
 from .store import RunRecord, Store
 from .store.examples import DATA_DIR, save_examples
 from .store.lock import OutputLock
+from .store.outputs import Pruned, prune_outputs
 from .tasks import TASKS, Task
 from .train import PeakRSS, TrainingDiverged, TrainResult, load_trained, remove_checkpoints, save_trained, train
 from .train.launch import announce, follow, launch_state
@@ -72,6 +73,8 @@ class SweepResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
     driver: bool = True
     """False in a launched process other than the main one: it trained with the main process, which wrote the results."""
+    pruned: Pruned | None = None
+    """What was removed from the output folder once every run had finished (None: nothing, some run did not finish)."""
 
 
 def _log_default(msg: str) -> None:
@@ -386,6 +389,8 @@ class Sweep:
         for group in self._groups.values():
             todo = [r for r in group.runs if not self._finished(r)]
             result.skipped += len(group.runs) - len(todo)
+            if todo and self._pruned(group.reference):
+                result.skipped -= 1  # its weights were removed: it is trained again to be these runs' reference
             if todo:
                 pending.append(group)
         if pending:
@@ -394,6 +399,10 @@ class Sweep:
 
     def _finished(self, run: PlannedRun) -> bool:
         return self.store.status(run.run_id) == "finished"
+
+    def _pruned(self, run: PlannedRun | None) -> bool:
+        """A finished run whose weights folder was removed when an earlier sweep ended (see store/outputs.py)."""
+        return run is not None and self._finished(run) and not (self.out_dir / "runs" / run.run_id).is_dir()
 
     def _jobs(self, groups: list[_Group]) -> Iterator[tuple[RunJob, Observation]]:
         """Per group: the base observation (computed here, cached), the full fine-tune's job unless it is done, then
@@ -406,7 +415,7 @@ class Sweep:
             self.context.task(first, base_obs)
             self._save_training_data(task, base_obs, first)
             group.refs, reference = References(base_obs), group.reference
-            if reference is not None and self._finished(reference):
+            if reference is not None and self._finished(reference) and not self._pruned(reference):
                 group.refs = References(base_obs, *self._reference_observation(reference, task))
             elif reference is not None:
                 group.awaiting_reference = True
@@ -517,9 +526,12 @@ def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True,
         with OutputLock(out_dir), _executor(spec, state.num_processes, progress, log) as executor:
             sweep = Sweep(spec, Path(out_dir), executor, progress, log, source)
             try:
-                return sweep.run()
+                result = sweep.run()
             finally:
                 sweep.store.close()
+            if not result.failed:
+                result.pruned = prune_outputs(Path(out_dir), spec.execution.keep_full_weights, spec.execution.keep_cache)
+            return result
     except LaunchBroken:
         broken = True  # the others may be inside a training step: a broadcast now would wait for them forever
         raise

@@ -54,16 +54,21 @@ class Store:
             raise AuditError(f"cannot open the results store {self.path}: {e}. Choose a writable --out folder.") from e
         self.db.row_factory = sqlite3.Row
         try:
+            self._open()
+        except BaseException:
+            self.db.close()  # a refused store is left as it was: no connection keeps its -wal file around
+            raise
+
+    def _open(self) -> None:
+        try:
             self._check_schema(migrated=False)
             self.db.execute("PRAGMA foreign_keys = ON")
             self.db.execute("PRAGMA journal_mode = WAL")
             self._migrate()
             self._check_schema(migrated=True)
         except sqlite3.OperationalError as e:  # locked, read-only, disk full: the folder, not the file
-            self.db.close()
             raise self._unwritable(e) from None
         except sqlite3.DatabaseError as e:  # not an SQLite file, or a damaged one
-            self.db.close()
             raise self._damaged(str(e)) from None
 
     @classmethod

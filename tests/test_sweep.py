@@ -296,7 +296,7 @@ def tmpfs(path, options):
     try:
         yield path
     finally:
-        subprocess.run(["umount", str(path)], check=True)
+        subprocess.run(["umount", "--lazy", str(path)], check=True)  # weights the test still maps do not block it
 
 
 @pytest.mark.parametrize("options, message", [("size=1m", "MB free"), ("size=1m,ro", "Read-only file system")])

@@ -55,7 +55,7 @@ def quiet_libraries() -> None:
             show(message, category, filename, lineno, file, line)
 
     warnings.showwarning = own_warnings_only
-    logging.disable(logging.WARNING)
+    logging.getLogger().setLevel(logging.ERROR)  # loggers without a level of their own (lowrank_audit's may have one)
 
 
 @app.command()

@@ -27,6 +27,7 @@ def swept(tmp_path_factory):
     from lowrank_audit.experiment import load_spec, narrow
 
     spec = narrow(load_spec(preset="smoke"), tasks=["debias"])
+    spec = spec.model_copy(update={"execution": spec.execution.model_copy(update={"keep_full_weights": True})})
     out = tmp_path_factory.mktemp("run")
     run_sweep(spec, out, progress=False, log=quiet)
     runs = {(r["method"], r["rank"]): r for r in Store.in_dir(out).runs()}

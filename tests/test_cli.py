@@ -19,6 +19,7 @@ def test_run_smoke_preset_writes_store_report_and_weights(tmp_path):
     out = tmp_path / "out"
     proc = cli("run", "--preset", "smoke", "--out", str(out), "--no-progress", env_home=tmp_path / "home")
     assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # the tool's own lines only: no library warnings (transformers' FutureWarnings, ...)
     for name in ("results.sqlite", "report.html", "report.md"):
         assert (out / name).is_file()
     assert list((out / "runs").glob("*/adapter_model.safetensors"))

@@ -35,7 +35,8 @@ def test_smoke_sweep_end_to_end(smoke_spec, tmp_path):
     assert set(runs) == {("base", None), ("full", None), ("lora", 1), ("lora", 4)}
     assert all(r["status"] == "finished" for r in runs.values())
     assert (tmp_path / runs["lora", 4]["artifact"] / "adapter_config.json").is_file()
-    assert (tmp_path / runs["full", None]["artifact"] / "model.safetensors").is_file()
+    assert not (tmp_path / runs["full", None]["artifact"]).exists() and not (tmp_path / "cache").exists()
+    assert set(result.pruned.removed) == {"full-rank weights", "observation cache"}  # removed once all finished
     assert runs["lora", 1]["trainable_params"] < runs["lora", 4]["trainable_params"] < runs["full", None]["trainable_params"]
     metrics = {(m["run_id"], m["metric"], m["split"]) for m in Store.in_dir(tmp_path).metrics() if m["group_name"] is None}
     for method in [("full", None), ("lora", 1)]:
@@ -205,14 +206,44 @@ def test_a_method_that_changes_nothing_is_an_error_not_a_result(smoke_spec, tmp_
     assert len(errors) == 2 and all("changed nothing" in e for e in errors)
 
 
+def keeping(spec):
+    """`spec` with the full fine-tunes' weights and the observation cache kept once the sweep has finished."""
+    return spec.model_copy(update={"execution": spec.execution.model_copy(
+        update={"keep_full_weights": True, "keep_cache": True})})
+
+
 def test_missing_reference_cache_is_rebuilt_from_saved_weights(smoke_spec, tmp_path):
-    first = smoke_spec.model_copy(update={"methods": smoke_spec.methods[:1]})
+    first = keeping(smoke_spec.model_copy(update={"methods": smoke_spec.methods[:1]}))
     run_sweep(first, tmp_path, progress=False, log=quiet)
     for f in (tmp_path / "cache").glob("*"):
         f.unlink()
     result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
     assert result.finished == 2 and result.skipped == 2
     assert results(tmp_path) == results_of_clean(smoke_spec, tmp_path / "clean")
+
+
+def test_removed_reference_weights_are_trained_again_for_a_later_sweep(smoke_spec, tmp_path):
+    first = smoke_spec.model_copy(update={"methods": smoke_spec.methods[:1]})
+    done = run_sweep(first, tmp_path, progress=False, log=quiet)
+    assert set(done.pruned.removed) == {"full-rank weights", "observation cache"}
+    assert not list((tmp_path / "runs").glob("*/model.safetensors")) and not (tmp_path / "cache").exists()
+    result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+    assert result.finished == 3 and result.skipped == 1  # the full fine-tune again (the new runs' reference), 2 LoRAs
+    assert results(tmp_path) == results_of_clean(smoke_spec, tmp_path / "clean")
+
+
+def test_a_sweep_with_a_failed_run_keeps_the_weights_and_the_cache(smoke_spec, tmp_path, monkeypatch):
+    real_train = sweep_module.train
+
+    def diverges_at_rank_1(model, method, *args, **kwargs):
+        if method.rank == 1:
+            raise TrainingDiverged(3, float("nan"))
+        return real_train(model, method, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "train", diverges_at_rank_1)
+    result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+    assert len(result.failed) == 1 and result.pruned is None  # the re-run that retries it needs both
+    assert list((tmp_path / "runs").glob("*/model.safetensors")) and (tmp_path / "cache").is_dir()
 
 
 def results_of_clean(spec, out):
@@ -265,7 +296,7 @@ def tmpfs(path, options):
     try:
         yield path
     finally:
-        subprocess.run(["umount", str(path)], check=True)
+        subprocess.run(["umount", "--lazy", str(path)], check=True)  # weights the test still maps do not block it
 
 
 @pytest.mark.parametrize("options, message", [("size=1m", "MB free"), ("size=1m,ro", "Read-only file system")])

@@ -11,10 +11,10 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from .config.load import validate_options
@@ -45,12 +45,14 @@ class AuditSpec(BaseModel):
     task: str
     task_options: dict[str, Any] = {}
     seed: int = 0
-    precision: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     eval_batch_size: int = 32
 
 
 def base_spec(text: str) -> ModelSpec:
     """`--base`: 'default' (embedded SmolLM2), 'tiny' (the test model), or a HF hub id / local folder."""
+    if not text.strip():
+        raise AuditError("--base is empty: give 'default', a hub id or a local model folder.")
     return ModelSpec(source=text) if text in ("default", "tiny") else ModelSpec(source="hf", path=text)
 
 
@@ -64,11 +66,46 @@ def _digest(path: Path) -> str:
 
 
 def _adapter_config(folder: Path) -> dict[str, Any]:
+    """The adapter folder's config, once its weights file is known to read back (a truncated copy is refused here)."""
     if not (folder / "adapter_config.json").is_file():
+        if (folder / "config.json").is_file() and any(folder.glob("*.safetensors")):
+            raise AuditError(f"{folder} looks like a full model (config.json and safetensors weights, no "
+                             "adapter_config.json), not a PEFT adapter: pass a full fine-tune as --reference.")
         raise AuditError(f"{folder} is not a PEFT adapter folder (no adapter_config.json). Save adapters with save_pretrained().")
     if not (folder / ADAPTER_WEIGHTS).is_file():
         raise AuditError(f"{folder} has no {ADAPTER_WEIGHTS}; only safetensors weights are loaded (re-save with safe_serialization=True).")
-    return json.loads((folder / "adapter_config.json").read_text())
+    check_safetensors(folder / ADAPTER_WEIGHTS)
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AuditError(f"{folder / 'adapter_config.json'} is not valid JSON ({e}); re-save the adapter.") from None
+    if not isinstance(config, dict):
+        raise AuditError(f"{folder / 'adapter_config.json'} holds no JSON object; re-save the adapter.")
+    return config
+
+
+def check_safetensors(path: Path) -> None:
+    """Refuse a weights file that does not read back whole (truncated, damaged), naming it: opening it makes
+    safetensors check its header and that the file holds every byte the header lists."""
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except (SafetensorError, OSError) as e:
+        raise AuditError(f"{path} is damaged or truncated ({e}); copy or save it again.") from None
+
+
+def method_name(config: dict[str, Any]) -> str:
+    """The method an adapter config describes, with the LoRA variant it uses: PEFT records DoRA, rsLoRA scaling and
+    PiSSA/OLoRA initialisation as options of peft_type LORA, so they are named here (dora, lora+rslora, lora+pissa)."""
+    name = str(config.get("peft_type", "adapter")).lower()
+    if name != "lora":
+        return name
+    name = "dora" if config.get("use_dora") else "lora"
+    tags = ["rslora"] if config.get("use_rslora") else []
+    init = config.get("init_lora_weights", True)
+    if isinstance(init, str):
+        tags.append(init.split("_")[0].lower())  # pissa, pissa_niter_16, olora, gaussian, eva, corda, loftq
+    return "+".join([name, *tags])
 
 
 def load_adapter(base: nn.Module, folder: Path) -> nn.Module:
@@ -89,6 +126,7 @@ def load_adapter(base: nn.Module, folder: Path) -> nn.Module:
 def load_reference(base: nn.Module, folder: Path) -> nn.Module:
     if not (folder / "model.safetensors").is_file():
         raise AuditError(f"reference {folder} has no model.safetensors (a full fine-tune saved with save_pretrained()).")
+    check_safetensors(folder / "model.safetensors")
     try:
         return FullFineTuning(FullOptions()).load(copy.deepcopy(base), folder)
     except (ValueError, RuntimeError) as e:
@@ -137,7 +175,7 @@ class Audit:
             config = _adapter_config(folder)
             digest = _digest(folder / ADAPTER_WEIGHTS)
             rank = config.get("r")
-            method = str(config.get("peft_type", "adapter")).lower()
+            method = method_name(config)
             source = {"adapter": str(folder), "digest": digest}
             if self.store.status(self._run_id(method, source)) == "finished":
                 result.skipped += 1

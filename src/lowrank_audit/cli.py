@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -15,11 +17,46 @@ from rich.table import Table
 
 from .errors import AuditError
 
+try:  # typer >= 0.20 parses with its own copy of click, whose exceptions are not click's
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # older typer uses click itself
+    from click import exceptions as click_exceptions
+
+PACKAGE_DIR = Path(__file__).resolve().parent
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Audit whether fine-tuning methods learned the shift their data asked for.")
 # Piped output (logs, CI) gets a wide table instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+@app.callback()
+def _options(verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Also show the libraries' own warnings and log lines (transformers, torch, ...).")] = False
+) -> None:
+    """Options of every command."""
+    if not verbose:
+        quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Only the tool's own lines: the libraries' warnings and log records are hidden; lowrank_audit's warnings show.
+
+    Warnings are dropped where they are shown, not by a filter: scikit-learn's joblib workers reset the global filters
+    while they run (`warnings.resetwarnings()` in a thread), which let transformers' FutureWarnings through a filter.
+    transformers and datasets read their verbosity from the environment when they are imported, after this."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DATASETS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' and datasets' bars ("Writing model shards")
+    show = warnings.showwarning
+
+    def own_warnings_only(message, category, filename, lineno, file=None, line=None) -> None:
+        if Path(filename).resolve().is_relative_to(PACKAGE_DIR):
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = own_warnings_only
+    logging.getLogger().setLevel(logging.ERROR)  # loggers without a level of their own (lowrank_audit's may have one)
 
 
 @app.command()
@@ -40,11 +77,12 @@ def run(
     """Train and audit every run of a sweep, then write the store and the report."""
     from .config import with_execution, with_precision
     from .experiment import load_spec, narrow
-    from .report import build_report, summary_table
+
+    spec = with_precision(with_execution(narrow(load_spec(config, preset), task, method), executor, ray_address), precision)
+    from .report import build_report, summary_table  # the heavy libraries, once the config is known to be valid
     from .sweep import run_sweep
     from .train.launch import launch_state
 
-    spec = with_precision(with_execution(narrow(load_spec(config, preset), task, method), executor, ray_address), precision)
     out_dir = out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     if launch_state().is_main_process:
         console.print(f"[bold]{spec.name}[/]: {len(spec.tasks)} task(s), {len(spec.methods)} method(s), "
@@ -57,8 +95,11 @@ def run(
     console.print(summary_table(out_dir))
     console.print(f"{result.finished} run(s) finished, {result.skipped} already in the store, "
                   f"{len(result.failed)} failed.\nreport: {paths.html}\nstore:  {out_dir / 'results.sqlite'}")
-    if result.failed:
-        raise AuditError(f"{len(result.failed)} run(s) failed (errors are in the report); re-run the same command to retry them.")
+    console.print(_kept(out_dir, result.pruned), soft_wrap=True, highlight=False)
+    if result.failed:  # not a user error (exit 2): the sweep ran, some of its runs did not
+        err_console.print(f"{len(result.failed)} run(s) failed (errors are in the report); "
+                          "re-run the same command to retry them.", soft_wrap=True, highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -75,8 +116,10 @@ def audit(
 ) -> None:
     """Evaluate adapters trained elsewhere against the base (and a full fine-tune) with a task's metrics."""
     import yaml
+    from pydantic import ValidationError
 
     from .audit import AuditSpec, base_spec, run_audit
+    from .config.load import format_validation_error
     from .report import build_report, summary_table
 
     options = {}
@@ -86,8 +129,11 @@ def audit(
             raise AuditError(f"--option {item!r}: write KEY=VALUE, e.g. --option samples_per_prompt=2")
         options[key] = yaml.safe_load(value)
     out_dir = out or Path("runs") / datetime.now().strftime("audit-%Y%m%d-%H%M%S")
-    spec = AuditSpec(base=base_spec(base), adapters=adapter, reference=reference, task=task,
-                     task_options=options, seed=seed, precision=precision)
+    try:
+        spec = AuditSpec(base=base_spec(base), adapters=adapter, reference=reference, task=task,
+                         task_options=options, seed=seed, precision=precision)
+    except ValidationError as e:
+        raise AuditError(format_validation_error(e, "command line")) from None
     result = run_audit(spec, out_dir, progress=progress, log=_log)
     paths = build_report(out_dir)
     console.print(summary_table(out_dir))
@@ -132,21 +178,55 @@ def tasks() -> None:
     console.print(_options_table("tasks", TASKS))
 
 
+def _kept(out_dir: Path, pruned) -> str:
+    """What the output folder holds now and what the sweep's end removed, with the settings that keep it."""
+    from .store.outputs import folder_bytes
+
+    kept = f"kept: {folder_bytes(out_dir) / 2**20:,.1f} MB in {out_dir}"
+    if pruned is None:
+        return f"{kept} (full-rank weights and the observation cache stay until every run has finished)."
+    if not pruned.removed:
+        return f"{kept} (adapters, store, report, data)."
+    removed = " and ".join(f"{size / 2**20:,.1f} MB of {what}" for what, size in pruned.removed.items())
+    return (f"{kept} (adapters, store, report, data); removed {removed} "
+            "(keep them with execution.keep_full_weights / execution.keep_cache).")
+
+
 def _log(message: str) -> None:
     """Progress lines from the sweep, printed as they are (run errors may hold [brackets] that are not markup)."""
-    console.print(message, markup=False, highlight=False)
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+INTERRUPTED = 130
+"""The exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it."""
+
+
+def _error(message: str) -> None:
+    """One error on stderr, never wrapped (a long path must not push the message off the `error:` line)."""
+    err_console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # messages may hold [brackets]
+
+
+def _interrupted() -> None:
+    err_console.print("interrupted; finished runs are in the store, re-run the same command to resume.", soft_wrap=True)
+    sys.exit(INTERRUPTED)
 
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2; no traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer turns Ctrl-C into a returned 130 here, --help into 0
     except AuditError as e:
-        err_console.print(f"[red]error:[/] {escape(str(e))}", highlight=False)  # messages may hold [brackets]
+        _error(str(e) or type(e).__name__)
         sys.exit(2)
-    except click.exceptions.ClickException as e:
-        e.show()
+    except click_exceptions.UsageError as e:  # a missing or malformed parameter of any command
+        hint = f" See '{e.ctx.command_path} --help'." if e.ctx is not None else ""
+        _error(e.format_message().rstrip(".") + "." + hint)
         sys.exit(e.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err_console.print("interrupted; finished runs are in the store, re-run the same command to resume.")
-        sys.exit(130)
+    except click_exceptions.ClickException as e:
+        _error(e.format_message())
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        _interrupted()
+    if code == INTERRUPTED:
+        _interrupted()
+    sys.exit(code if isinstance(code, int) else 0)

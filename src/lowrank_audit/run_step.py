@@ -10,6 +10,7 @@ which alone writes the store.
 from __future__ import annotations
 
 import copy
+import errno
 import functools
 import time
 import traceback
@@ -142,6 +143,8 @@ def failure(e: Exception) -> str:
     """How a run's failure is recorded: the message of an expected one, the type and a short traceback of a bug."""
     if isinstance(e, SHARED_FAILURES):
         return str(e)
+    if "No space left on device" in str(e) or getattr(e, "errno", None) == errno.ENOSPC:
+        return f"no space left on device ({type(e).__name__}: {e}); free some space and re-run the same command to resume"
     return f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"
 
 

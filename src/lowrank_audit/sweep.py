@@ -39,6 +39,7 @@ from .run_step import (Measured, References, RunContext, RunJob, print_log, atte
 from .store import RunRecord, Store
 from .store.examples import DATA_DIR, save_examples
 from .store.lock import OutputLock
+from .store.outputs import Pruned, prune_outputs
 from .tasks import Task, task_vocabulary
 from .train.launch import launch_state
 
@@ -52,6 +53,8 @@ class SweepResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
     driver: bool = True
     """False in a launched process other than the main one: it trained with the main process, which wrote the results."""
+    pruned: Pruned | None = None
+    """What was removed from the output folder once every run had finished (None: nothing, some run did not finish)."""
 
 
 def check_writable(out_dir: Path) -> None:
@@ -143,6 +146,8 @@ class Sweep:
         for group in self._groups.values():
             todo = [r for r in group.runs if not self._finished(r)]
             result.skipped += len(group.runs) - len(todo)
+            if todo and self._pruned(group.reference):
+                result.skipped -= 1  # its weights were removed: it is trained again to be these runs' reference
             if todo:
                 pending.append(group)
         if pending:
@@ -151,6 +156,10 @@ class Sweep:
 
     def _finished(self, run: PlannedRun) -> bool:
         return self.store.status(run.run_id) == "finished"
+
+    def _pruned(self, run: PlannedRun | None) -> bool:
+        """A finished run whose weights folder was removed when an earlier sweep ended (see store/outputs.py)."""
+        return run is not None and self._finished(run) and not (self.out_dir / "runs" / run.run_id).is_dir()
 
     def _jobs(self, groups: list[_Group]) -> Iterator[tuple[RunJob, Observation]]:
         """Per group: the base observation (computed here, cached), the full fine-tune's job unless it is done, then
@@ -163,7 +172,7 @@ class Sweep:
             self.context.task(first, base_obs)
             self._save_training_data(task, base_obs, first)
             group.refs, reference = References(base_obs), group.reference
-            if reference is not None and self._finished(reference):
+            if reference is not None and self._finished(reference) and not self._pruned(reference):
                 group.refs = References(base_obs, *self._reference_observation(reference, task))
             elif reference is not None:
                 group.awaiting_reference = True
@@ -275,6 +284,9 @@ def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True,
         with OutputLock(out_dir), _executor(spec, state.num_processes, progress, log) as executor:
             sweep = Sweep(spec, Path(out_dir), executor, progress, log, source)
             try:
-                return sweep.run()
+                result = sweep.run()
             finally:
                 sweep.store.close()
+            if not result.failed:
+                result.pruned = prune_outputs(Path(out_dir), spec.execution.keep_full_weights, spec.execution.keep_cache)
+            return result

@@ -43,12 +43,22 @@ def validate_options(options_cls: type[BaseModel], options: dict[str, Any], sour
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise AuditError(f"config file {path} does not exist. Pass a YAML file or use --preset ({', '.join(PRESETS)}).")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        raise AuditError(f"config file {path} does not exist. Pass a YAML file or use --preset ({', '.join(PRESETS)}).") from None
+    except IsADirectoryError:
+        raise AuditError(f"config file {path} is a folder. Pass a YAML file or use --preset ({', '.join(PRESETS)}).") from None
+    except UnicodeDecodeError as e:
+        raise AuditError(f"{path} is not a text file (byte {e.start} is not UTF-8); a config is a YAML text file.") from None
+    except OSError as e:
+        raise AuditError(f"cannot read config file {path}: {e.strerror}. Pass a readable YAML file.") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise AuditError(f"{path} is not valid YAML: {str(e).splitlines()[0]} ({getattr(e, 'problem_mark', '')})".strip()) from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise AuditError(f"{path} is not valid YAML: {str(e).splitlines()[0]}{where}") from None
     if not isinstance(data, dict):
         raise AuditError(f"{path} must hold a YAML mapping (name, model, tasks, methods, budget, ...), not {type(data).__name__}.")
     return data

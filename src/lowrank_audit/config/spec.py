@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegative
 class Strict(BaseModel):
     """Unknown keys are errors (with their path), never silently ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf or .nan in a config is a typo, never a setting
 
 
 class TinyModelSpec(Strict):
@@ -78,6 +78,9 @@ class ExecutionSpec(Strict):
     gpus_per_run: NonNegativeFloat = Field(0, description="GPUs each Ray task reserves")
     checkpoint_every: NonNegativeInt = Field(
         0, description="save a training checkpoint every N steps (0: never); a killed run resumes from the last one")
+    keep_full_weights: bool = Field(
+        False, description="keep full-rank runs' model.safetensors once the sweep has finished (adapters are always kept)")
+    keep_cache: bool = Field(False, description="keep the cached base and reference observations once the sweep has finished")
 
     @model_validator(mode="after")
     def _address_for_ray(self) -> "ExecutionSpec":

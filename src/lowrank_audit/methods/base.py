@@ -16,7 +16,7 @@ from torch import nn
 
 
 class MethodOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
     lr: PositiveFloat = 1e-4
     """AdamW learning rate."""

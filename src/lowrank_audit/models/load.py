@@ -37,11 +37,17 @@ def _load_hf(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase,
     source = str(local) if local.exists() else name
     if local.exists() and not (local / "config.json").is_file():
         raise AuditError(f"model folder {local} has no config.json; save the model with save_pretrained() first.")
+    if local.exists():
+        _refuse_remote_code(local / "config.json")
     try:
         model = AutoModelForCausalLM.from_pretrained(
             source, revision=spec.revision, trust_remote_code=False, use_safetensors=True
         )
         tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision, trust_remote_code=False)
+    except ValueError as e:  # an architecture transformers does not ship (remote code on the hub), or a bad config
+        raise AuditError(f"could not load model {name!r}: {str(e).strip().splitlines()[0]} lowrank-audit never runs a "
+                         "model's own code (trust_remote_code is off): use a model whose architecture transformers "
+                         "ships.") from None
     except OSError as e:
         raise AuditError(
             f"could not load model {name!r}: {str(e).splitlines()[0]} "
@@ -49,6 +55,21 @@ def _load_hf(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase,
         ) from None
     ident = str(local.resolve()) if local.exists() else f"hub:{name}@{spec.revision or 'main'}"
     return model, tokenizer, ident
+
+
+def _refuse_remote_code(config_file: Path) -> None:
+    """A local folder whose model_type transformers does not ship, with its own Python code instead (auto_map), is
+    refused before transformers reads it: that code is never imported, and without it the model cannot be built."""
+    from transformers import CONFIG_MAPPING
+
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AuditError(f"{config_file} is not valid JSON ({e}); save the model with save_pretrained() again.") from None
+    if isinstance(config, dict) and config.get("auto_map") and config.get("model_type") not in CONFIG_MAPPING:
+        raise AuditError(f"model folder {config_file.parent} needs its own Python code (config.json has an auto_map "
+                         f"for model_type {config.get('model_type')!r}); lowrank-audit never runs a model's code "
+                         "(trust_remote_code is off). Use a model whose architecture transformers ships.")
 
 
 def load_model(spec: ModelSpec, vocabulary: list[str] | None = None) -> LoadedModel:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, PositiveInt
 class ScorerOptions(BaseModel):
     """Which scorer and how it is set up (a task option)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
     name: str = "profanity"
     """profanity (alt-profanity-check, offline) | hf (a text-classification model) | detoxify."""

@@ -70,6 +70,9 @@ def _samples(db: sqlite3.Connection) -> None:
     )
 
 
+TABLES = ("experiment", "runs", "metrics", "samples")
+"""The tables the migrations make: a store without one of them is damaged."""
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _initial),
     ("0002_samples", _samples),

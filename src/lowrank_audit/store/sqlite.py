@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
@@ -12,7 +13,7 @@ from typing import Any, Iterable
 
 from ..errors import AuditError
 from ..records import MetricRow, SampleRow
-from .migrations import MIGRATIONS
+from .migrations import MIGRATIONS, TABLES
 
 STORE_FILE = "results.sqlite"
 
@@ -52,9 +53,23 @@ class Store:
         except (OSError, sqlite3.Error) as e:
             raise AuditError(f"cannot open the results store {self.path}: {e}. Choose a writable --out folder.") from e
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.execute("PRAGMA journal_mode = WAL")
-        self._migrate()
+        try:
+            self._open()
+        except BaseException:
+            self.db.close()  # a refused store is left as it was: no connection keeps its -wal file around
+            raise
+
+    def _open(self) -> None:
+        try:
+            self._check_schema(migrated=False)
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self._migrate()
+            self._check_schema(migrated=True)
+        except sqlite3.OperationalError as e:  # locked, read-only, disk full: the folder, not the file
+            raise self._unwritable(e) from None
+        except sqlite3.DatabaseError as e:  # not an SQLite file, or a damaged one
+            raise self._damaged(str(e)) from None
 
     @classmethod
     def in_dir(cls, out_dir: str | Path) -> "Store":
@@ -62,6 +77,24 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def _damaged(self, what: str) -> AuditError:
+        return AuditError(f"the results store {self.path} is damaged ({what}); it is left as it is. "
+                          "Restore it from a backup, or choose a new --out folder.")
+
+    def _unwritable(self, e: sqlite3.Error) -> AuditError:
+        return AuditError(f"could not write the results store {self.path}: {e}. Free some space (or make the folder "
+                          "writable) and re-run the same command: it resumes, every run written before is kept.")
+
+    def _check_schema(self, migrated: bool) -> None:
+        """Refuse a store whose tables were dropped, before anything is written to it: without `metrics`, every run
+        would stay 'finished' with nothing to report, and re-creating a table would hide what was lost."""
+        tables = {r["name"] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = [t for t in TABLES if t not in tables] if migrated else []
+        if not migrated and tables and "_migrations" not in tables:
+            missing = ["_migrations"]
+        if missing:
+            raise self._damaged(f"table {', '.join(missing)} missing")
 
     def _migrate(self) -> None:
         self.db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
@@ -73,8 +106,8 @@ class Store:
                 apply(self.db)
                 self.db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, _now()))
 
-    def _transaction(self):
-        return _Transaction(self.db)
+    def _transaction(self) -> "_Transaction":
+        return _Transaction(self)
 
     # experiment identity -------------------------------------------------------------------------
     def bind_experiment(self, fingerprint: str, description: str) -> None:
@@ -171,13 +204,27 @@ class Store:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (including KeyboardInterrupt)."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (including KeyboardInterrupt); a write the disk refuses
+    (full, read-only) becomes one AuditError, and the store keeps what it held before the transaction."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.store.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise self.store._unwritable(e) from None
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        db = self.store.db
+        if exc_type is None:
+            try:
+                db.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as e:
+                exc = e
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.OperationalError):
+            raise self.store._unwritable(exc) from None

@@ -22,7 +22,7 @@ from ..metrics import bootstrap_ci, sequence_kl
 from ..records import Example, MetricRow, Observation, SampleRow
 
 class TaskOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
 
 def sequence_kl_row(metric: str, logp_ref: torch.Tensor, logp: torch.Tensor, mask: torch.Tensor, n_resamples: int,

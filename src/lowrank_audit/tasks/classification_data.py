@@ -54,7 +54,7 @@ ACTIONS: dict[str, list[str]] = {
 class Columns(BaseModel):
     """Which column of the user's data holds what."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
     text: str = "text"
     """The text to classify (goes into the prompt's {text})."""
@@ -178,6 +178,9 @@ def _load_saved(source: str, columns: Columns) -> dict[str, pd.DataFrame]:
     except FileNotFoundError as e:
         raise AuditError(f"folder {source!r} is not a saved dataset ({e}). Pass a folder written by save_to_disk, "
                          "a .csv/.jsonl/.parquet file, or 'hf:NAME'.") from None
+    except IndexError:  # datasets cannot read back a split saved without rows: it has no arrow file to concatenate
+        raise AuditError(f"saved dataset {source!r} has a split with no rows, which datasets cannot load back. Give "
+                         "every split rows (or drop the empty one) and save it again.") from None
     return _tables_of(ds, source, columns)
 
 

@@ -18,7 +18,7 @@ from safetensors import safe_open
 from torch import nn
 
 from .config.load import validate_options
-from .config.spec import ModelSpec
+from .config.spec import AnalysisSpec, ModelSpec
 from .errors import AuditError
 from .evaluate import ObservationCache, Runner
 from .evaluate.cache import cache_key
@@ -49,6 +49,7 @@ class AuditSpec(BaseModel):
     seed: int = 0
     precision: str = "auto"
     eval_batch_size: int = 32
+    analysis: AnalysisSpec = AnalysisSpec()
 
 
 def base_spec(text: str) -> ModelSpec:
@@ -128,13 +129,13 @@ class Audit:
         if self.spec.reference is not None:
             folder = self.spec.reference.resolve()
             ref_model = load_reference(base, folder)
-            ref_spectra = spectra(weight_deltas(ref_model, base))
+            ref_spectra = spectra(weight_deltas(ref_model, base), base, self.spec.analysis.intruder_top_k)
             digest = _digest(folder / "model.safetensors")
             ref_obs = self.cache.get_or_compute(cache_key("reference", digest, self.task.fingerprint(), self.precision),
                                                 lambda: self.task.observe(self.runner, ref_model))
             check_changed(ref_obs, base_obs, f"reference {folder}")
             self._write(result, REFERENCE, None, {"reference": str(folder), "digest": digest}, ref_obs, base_obs, ref_obs,
-                        weight_update_rows(ref_spectra, None, None))
+                        self._weight_rows(ref_spectra, None, None))
         self._write(result, BASE, None, {}, base_obs, base_obs, ref_obs, [])
         for folder in (f.resolve() for f in self.spec.adapters):
             config = _adapter_config(folder)
@@ -149,9 +150,13 @@ class Audit:
             model = load_adapter(base, folder)
             obs = self.task.observe(self.runner, model)
             check_changed(obs, base_obs, f"adapter {folder}")
-            rows = weight_update_rows(spectra(weight_deltas(model, base)), ref_spectra, rank)
+            rows = self._weight_rows(spectra(weight_deltas(model, base), base, self.spec.analysis.intruder_top_k),
+                                     ref_spectra, rank)
             self._write(result, method, rank, source, obs, base_obs, ref_obs, rows)
         return result
+
+    def _weight_rows(self, own: dict[str, Spectrum], ref: dict[str, Spectrum] | None, rank: int | None) -> list:
+        return weight_update_rows(own, ref, rank, self.spec.analysis.intruder_epsilon)
 
     def _config(self, method: str, source: dict[str, Any]) -> dict[str, Any]:
         return {**self.common, "method": {"name": method}, "audit": source}

@@ -291,7 +291,7 @@ def measure_run(job: RunJob, base: Observation, context: RunContext | None) -> M
     obs = task.observe(context.runner, model)
     eval_seconds = time.perf_counter() - t0
     check_changed(obs, base, job.label)
-    own_spectra = spectra(weight_deltas(model, loaded.model))
+    own_spectra = spectra(weight_deltas(model, loaded.model), loaded.model, job.spec.analysis.intruder_top_k)
     del model
     extra = {"train_seconds": res.seconds, "trainable_params": params, "peak_rss_mb": record["peak_rss_mb"],
              "artifact": str(job.folder.relative_to(job.out_dir))}
@@ -316,7 +316,7 @@ def score_run(job: RunJob, measured: Measured, refs: References, task: Task) -> 
     rows = task.score(obs, refs.base, full, job.run.seed) + measured.rows
     if measured.spectra is not None:
         rows += weight_update_rows(measured.spectra, None if job.is_reference else refs.full_spectra,
-                                   job.run.build_method().rank)
+                                   job.run.build_method().rank, job.spec.analysis.intruder_epsilon)
     return rows, {**measured.extra, "samples": task.samples(obs)}
 
 

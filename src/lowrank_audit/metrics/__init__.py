@@ -6,7 +6,7 @@ from .divergence import js_divergence, kl_divergence, shift_recovered, token_kl
 from .fairness import GroupFairness, counterfactual_flip_rate, group_fairness, label_prob_gap
 from .stats import bootstrap_ci, paired_difference
 from .toxicity import expected_max_toxicity, mitigation, toxic_share, toxicity_rate
-from .weights import effective_rank, energy_outside_rank, subspace_overlap
+from .weights import effective_rank, energy_outside_rank, intruder_count, max_abs_cosines, subspace_overlap
 
 __all__ = [
     "GroupFairness",
@@ -23,8 +23,10 @@ __all__ = [
     "flip_rate",
     "group_counts",
     "group_gap",
+    "intruder_count",
     "js_divergence",
     "kl_divergence",
+    "max_abs_cosines",
     "mitigation",
     "pooled_rates",
     "rate_gap",

@@ -22,6 +22,7 @@ from .config.spec import AnalysisSpec, ModelSpec
 from .errors import AuditError
 from .evaluate import ObservationCache, Runner
 from .evaluate.cache import cache_key
+from .evaluate.general import general_rows
 from .evaluate.probe import check_changed
 from .evaluate.weights import Spectrum, spectra, weight_deltas, weight_update_rows
 from .methods.full import FullFineTuning, FullOptions
@@ -135,7 +136,7 @@ class Audit:
                                                 lambda: self.task.observe(self.runner, ref_model))
             check_changed(ref_obs, base_obs, f"reference {folder}")
             self._write(result, REFERENCE, None, {"reference": str(folder), "digest": digest}, ref_obs, base_obs, ref_obs,
-                        self._weight_rows(ref_spectra, None, None))
+                        self._weight_rows(ref_spectra, None, None) + self._general_rows(ref_model))
         self._write(result, BASE, None, {}, base_obs, base_obs, ref_obs, [])
         for folder in (f.resolve() for f in self.spec.adapters):
             config = _adapter_config(folder)
@@ -151,12 +152,15 @@ class Audit:
             obs = self.task.observe(self.runner, model)
             check_changed(obs, base_obs, f"adapter {folder}")
             rows = self._weight_rows(spectra(weight_deltas(model, base), base, self.spec.analysis.intruder_top_k),
-                                     ref_spectra, rank)
+                                     ref_spectra, rank) + self._general_rows(model)
             self._write(result, method, rank, source, obs, base_obs, ref_obs, rows)
         return result
 
     def _weight_rows(self, own: dict[str, Spectrum], ref: dict[str, Spectrum] | None, rank: int | None) -> list:
         return weight_update_rows(own, ref, rank, self.spec.analysis.intruder_epsilon)
+
+    def _general_rows(self, model: nn.Module) -> list:
+        return general_rows(self.runner, model, self.loaded.model, self.spec.seed)
 
     def _config(self, method: str, source: dict[str, Any]) -> dict[str, Any]:
         return {**self.common, "method": {"name": method}, "audit": source}

@@ -31,6 +31,7 @@ from .config.spec import ExperimentSpec, ModelSpec
 from .errors import AuditError
 from .evaluate import ObservationCache, Runner
 from .evaluate.cache import cache_key
+from .evaluate.general import general_rows
 from .evaluate.probe import check_changed
 from .evaluate.weights import Spectrum, spectra, weight_deltas, weight_update_rows
 from .executors import EXECUTORS, Executor
@@ -292,6 +293,7 @@ def measure_run(job: RunJob, base: Observation, context: RunContext | None) -> M
     eval_seconds = time.perf_counter() - t0
     check_changed(obs, base, job.label)
     own_spectra = spectra(weight_deltas(model, loaded.model), loaded.model, job.spec.analysis.intruder_top_k)
+    forgetting = general_rows(context.runner, model, loaded.model, run.seed)
     del model
     extra = {"train_seconds": res.seconds, "trainable_params": params, "peak_rss_mb": record["peak_rss_mb"],
              "artifact": str(job.folder.relative_to(job.out_dir))}
@@ -304,7 +306,7 @@ def measure_run(job: RunJob, base: Observation, context: RunContext | None) -> M
         MetricRow("optimizer_state_bytes", float(res.optimizer_state_bytes)),
         MetricRow("final_loss", res.final_loss),
         MetricRow("eval_seconds", eval_seconds),
-    ]
+    ] + forgetting
     return Measured(obs, own_spectra, rows, extra)
 
 

@@ -29,6 +29,8 @@ _PER_SPLIT = (
 _PER_RUN = (
     ("kl_to_full", "KL to full", 4, True),
     ("drift_neutral", "Drift on neutral text", 4, True),
+    ("forgetting", "Forgetting (general-text loss − base)", 4, True),
+    ("weight_intruders", "Intruder dims", 0, False),
     ("trainable_params", "Trainable params", 0, False),
     ("train_seconds", "Train s", 1, False),
     ("seconds_per_step", "s/step", 3, False),

@@ -23,6 +23,8 @@ def summary_table(out_dir: str | Path) -> Table:
         ("gap train", "group_gap", "train", 3),
         ("KL to full", "kl_to_full", None, 4),
         ("drift", "drift_neutral", None, 4),
+        ("forgetting", "forgetting", None, 4),
+        ("intruders", "weight_intruders", None, 0),
         ("params", "trainable_params", None, 0),
         ("s/step", "seconds_per_step", None, 3),
     ]

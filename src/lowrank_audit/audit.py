@@ -35,6 +35,10 @@ from .records import Observation
 from .tasks import TASKS, Task
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+REDUCED = "-intruders-reduced"
+"""Suffix of the method name under which an adapter is audited after the intruder mitigation."""
+MITIGATION_LAMBDA = 0.75
+"""Share of each intruder direction the mitigation subtracts (PEFT's default `mitigation_lambda`)."""
 
 
 class AuditSpec(BaseModel):
@@ -51,6 +55,8 @@ class AuditSpec(BaseModel):
     precision: str = "auto"
     eval_batch_size: int = 32
     analysis: AnalysisSpec = AnalysisSpec()
+    reduce_intruders: bool = False
+    """Also audit each LoRA adapter after PEFT's intruder mitigation (`reduce_intruder_dimension`), beside the original."""
 
 
 def base_spec(text: str) -> ModelSpec:
@@ -90,6 +96,16 @@ def load_adapter(base: nn.Module, folder: Path) -> nn.Module:
                          f"{str(e).strip().splitlines()[0]}") from None
 
 
+def reduce_intruders(model: nn.Module, analysis: AnalysisSpec) -> None:
+    """PEFT's intruder mitigation (peft >= 0.19, `peft.tuners.lora.intruders.reduce_intruder_dimension`; Shuttleworth
+    et al. 2024): in each LoRA layer, the intruder directions of W_0 + dW (top k, max |cos| < epsilon) are scaled by
+    1 - lambda, and the result is refitted as a rank-r adapter 'intruder_reduced', which becomes the active one."""
+    from peft.tuners.lora.intruders import reduce_intruder_dimension
+
+    reduce_intruder_dimension(model, top_k=analysis.intruder_top_k, threshold_epsilon=analysis.intruder_epsilon,
+                              mitigation_lambda=MITIGATION_LAMBDA, logging_sink=None)
+
+
 def load_reference(base: nn.Module, folder: Path) -> nn.Module:
     if not (folder / "model.safetensors").is_file():
         raise AuditError(f"reference {folder} has no model.safetensors (a full fine-tune saved with save_pretrained()).")
@@ -105,7 +121,11 @@ class Audit:
     def __init__(self, spec: AuditSpec, out_dir: Path, progress: bool, log: Callable[[str], None]) -> None:
         self.spec, self.out_dir, self.log = spec, out_dir, log
         for folder in spec.adapters:
-            _adapter_config(folder)
+            config = _adapter_config(folder)
+            if spec.reduce_intruders and (config.get("peft_type") != "LORA" or config.get("use_dora")):
+                raise AuditError(f"--reduce-intruders applies PEFT's mitigation, which takes LoRA adapters only; {folder} "
+                                 f"is {'DoRA' if config.get('use_dora') else config.get('peft_type')}. Leave it out of "
+                                 "this audit or drop --reduce-intruders.")
         self.precision = resolve_precision(spec.precision)
         options = validate_options(TASKS.get(spec.task).Options, spec.task_options, "audit", "task_options")
         self.store = Store.in_dir(out_dir)
@@ -118,9 +138,12 @@ class Audit:
         self.cache = ObservationCache(out_dir / "cache")
         self.common = {"model": self.loaded.identity, "precision": self.precision, "seed": spec.seed,
                        "task": {"name": spec.task, "options": options.model_dump()}}
+        if spec.analysis.model_dump(exclude_defaults=True):  # only non-default options: old audit ids stay valid
+            self.common["analysis"] = spec.analysis.model_dump(exclude_defaults=True)
 
     def run(self) -> SweepResult:
-        result = SweepResult(self.out_dir, planned=1 + len(self.spec.adapters) + bool(self.spec.reference))
+        per_adapter = 1 + self.spec.reduce_intruders
+        result = SweepResult(self.out_dir, planned=1 + per_adapter * len(self.spec.adapters) + bool(self.spec.reference))
         base = self.loaded.model
         base_obs = self.cache.get_or_compute(cache_key("base", self.loaded.identity, self.precision, self.task.fingerprint()),
                                              lambda: self.task.observe_base(self.runner, base))
@@ -144,17 +167,30 @@ class Audit:
             rank = config.get("r")
             method = str(config.get("peft_type", "adapter")).lower()
             source = {"adapter": str(folder), "digest": digest}
-            if self.store.status(self._run_id(method, source)) == "finished":
-                result.skipped += 1
+            todo = [(method, source)]
+            if self.spec.reduce_intruders:
+                todo.append((f"{method}{REDUCED}", {**source, "intruders_reduced": self._mitigation()}))
+            todo = [(m, s) for m, s in todo if self.store.status(self._run_id(m, s)) != "finished"]
+            result.skipped += 1 + self.spec.reduce_intruders - len(todo)
+            if not todo:
                 continue
             self.log(f"audit {folder}")
             model = load_adapter(base, folder)
-            obs = self.task.observe(self.runner, model)
-            check_changed(obs, base_obs, f"adapter {folder}")
-            rows = self._weight_rows(spectra(weight_deltas(model, base), base, self.spec.analysis.intruder_top_k),
-                                     ref_spectra, rank) + self._general_rows(model)
-            self._write(result, method, rank, source, obs, base_obs, ref_obs, rows)
+            for name, where in todo:
+                if "intruders_reduced" in where:  # after the original's audit: this changes the active adapter
+                    reduce_intruders(model, self.spec.analysis)
+                label = f"adapter {folder}" + (" with its intruders reduced" if name != method else "")
+                obs = self.task.observe(self.runner, model)
+                check_changed(obs, base_obs, label)
+                rows = self._weight_rows(spectra(weight_deltas(model, base), base, self.spec.analysis.intruder_top_k),
+                                         ref_spectra, rank) + self._general_rows(model)
+                self._write(result, name, rank, where, obs, base_obs, ref_obs, rows)
         return result
+
+    def _mitigation(self) -> dict[str, Any]:
+        """What the intruder mitigation is run with (part of the mitigated audit's identity)."""
+        a = self.spec.analysis
+        return {"top_k": a.intruder_top_k, "epsilon": a.intruder_epsilon, "lambda": MITIGATION_LAMBDA}
 
     def _weight_rows(self, own: dict[str, Spectrum], ref: dict[str, Spectrum] | None, rank: int | None) -> list:
         return weight_update_rows(own, ref, rank, self.spec.analysis.intruder_epsilon)

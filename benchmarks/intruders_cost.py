@@ -2,7 +2,8 @@
 of a finished sweep (default model): per run, the weight spectra without and with the intruder cosines, and the
 forgetting evaluation; once per sweep, the base's SVDs.
 
-Usage: PYTHONPATH=src python benchmarks/intruders_cost.py OUT   (OUT: the folder of a finished `lowrank-audit run`)
+Usage: PYTHONPATH=src python benchmarks/intruders_cost.py OUT [MODEL]
+OUT: the folder of a finished `lowrank-audit run`; MODEL: the base it ran on, default (the quick preset) or tiny (smoke).
 """
 
 from __future__ import annotations
@@ -29,15 +30,15 @@ def _seconds(fn):
     return time.perf_counter() - t0, out
 
 
-def main(out: Path) -> None:
-    loaded = load_model(ModelSpec(), task_vocabulary())
+def main(out: Path, model_source: str) -> None:
+    loaded = load_model(ModelSpec(source=model_source), task_vocabulary())
     base = loaded.model
     runner = Runner(loaded.tokenizer, "fp32", 32, progress=False)
     db = sqlite3.connect(out / "results.sqlite")
-    runs = db.execute("SELECT method, rank, config_json, artifact FROM runs WHERE status='finished' AND artifact IS NOT NULL "
-                      "AND method != 'base' ORDER BY method, rank").fetchall()
+    runs = db.execute("SELECT task, method, rank, config_json, artifact FROM runs WHERE status='finished' AND artifact IS NOT NULL "
+                      "AND method != 'base' ORDER BY task, method, rank").fetchall()
     names = None
-    for method, rank, config, artifact in runs:
+    for task, method, rank, config, artifact in runs:
         options = json.loads(config)["method"]["options"]
         cls = METHODS.get(method)
         model = cls(cls.Options(**options)).load(copy.deepcopy(base), out / artifact)
@@ -52,11 +53,11 @@ def main(out: Path) -> None:
         forgetting, rows = _seconds(lambda: general_rows(runner, model, base, 0))
         count = next(r.value for r in weight_update_rows(own, None, rank) if r.metric == "weight_intruders"
                      and r.group_name is None and r.layer is None)
-        label = method + (f" r={rank}" if rank is not None else "")
+        label = f"{task} / {method}" + (f" r={rank}" if rank is not None else "")
         print(f"{label}: spectra {before:.1f} s -> with intruders {after:.1f} s (+{after - before:.1f} s, "
               f"{after / before:.2f}x); forgetting evaluation {forgetting:.1f} s; intruders {count:.0f}; "
               f"forgetting {next(r.value for r in rows if r.metric == 'forgetting'):.4f}")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "default")

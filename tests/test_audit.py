@@ -103,3 +103,37 @@ def test_audit_command_line(swept, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "lowrank_audit", "audit", "--base", "tiny", "--adapter",
                            str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "not a PEFT adapter folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_reduce_intruders_audits_peft_mitigated_adapter_beside_the_original(swept, tmp_path, tiny):
+    import json
+
+    import torch
+    from peft.tuners.lora.intruders import reduce_intruder_dimension
+
+    from lowrank_audit.audit import load_adapter
+    from lowrank_audit.evaluate.weights import weight_deltas
+
+    spec, out, runs = swept
+    lora = out / runs["lora", 4]["artifact"]
+    audit = audit_spec(spec, [lora]).model_copy(update={"reduce_intruders": True})
+    result = run_audit(audit, tmp_path / "a", progress=False, log=quiet)
+    assert result.finished == 3
+    audited = {r["method"]: r for r in Store.in_dir(tmp_path / "a").runs()}
+    assert set(audited) == {"base", "lora", "lora-intruders-reduced"} and audited["lora-intruders-reduced"]["rank"] == 4
+    plain = metrics_of(tmp_path / "a", audited["lora"]["run_id"])
+    reduced = metrics_of(tmp_path / "a", audited["lora-intruders-reduced"]["run_id"])
+    assert plain.keys() == reduced.keys()
+    # the mitigated update is PEFT's own, called directly on the same adapter
+    direct = load_adapter(tiny.model, lora)
+    reduce_intruder_dimension(direct, top_k=10, threshold_epsilon=0.5, logging_sink=None)
+    norms = [float(torch.linalg.matrix_norm(dw)) for dw in weight_deltas(direct, tiny.model).values()]
+    assert reduced["weight_update_norm", None, None, None][0] == pytest.approx(sum(norms) / len(norms), rel=1e-5)
+    assert reduced["weight_update_norm", None, None, None][0] != pytest.approx(plain["weight_update_norm", None, None, None][0])
+    assert run_audit(audit, tmp_path / "a", progress=False, log=quiet).skipped == 3
+
+    (tmp_path / "ia3").mkdir()
+    (tmp_path / "ia3" / "adapter_config.json").write_text(json.dumps({"peft_type": "IA3"}))
+    (tmp_path / "ia3" / "adapter_model.safetensors").write_bytes(b"")
+    with pytest.raises(AuditError, match="LoRA adapters only.*IA3"):
+        run_audit(audit.model_copy(update={"adapters": [tmp_path / "ia3"]}), tmp_path / "b", progress=False, log=quiet)

@@ -54,6 +54,8 @@ def test_valid_file_loads(tmp_path):
         (VALID.replace("{name: full}", "{name: base}"), r"'base' is added to every sweep"),
         (VALID + "execution: {ray_address: 'ray://head:10001'}\n", r"execution: Value error, 'ray_address' is only used"),
         (VALID + "execution: {checkpoint_every: -1}\n", r"execution\.checkpoint_every: Input should be greater than"),
+        (VALID + "analysis: {intruder_epsilon: 0}\n", r"analysis\.intruder_epsilon: Input should be greater than 0"),
+        (VALID + "analysis: {intruder_top_k: 0}\n", r"analysis\.intruder_top_k: Input should be greater than 0"),
         ("name: [unclosed", r"is not valid YAML"),
         ("- just\n- a list\n", r"must hold a YAML mapping"),
     ],
@@ -81,3 +83,15 @@ def test_narrow_keeps_named_tasks_and_methods(tmp_path):
     assert [t.name for t in narrow(spec, tasks=["debias"]).tasks] == ["debias"]
     with pytest.raises(AuditError, match="unknown method 'nosuch'"):
         narrow(spec, methods=["nosuch"])
+
+
+def test_analysis_options_change_only_trained_runs_ids_and_only_when_not_default(tmp_path):
+    from lowrank_audit.plan import plan_runs
+
+    def ids(text):
+        return {(r.method, r.run_id) for r in plan_runs(load_spec(write(tmp_path, text)), "m", "fp32")}
+
+    default = ids(VALID)
+    assert ids(VALID + "analysis: {intruder_top_k: 10, intruder_epsilon: 0.5}\n") == default
+    changed = ids(VALID + "analysis: {intruder_epsilon: 0.3}\n")
+    assert {m for m, _ in changed - default} == {"full", "lora"} and ("base", dict(default)["base"]) in changed

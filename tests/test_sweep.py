@@ -44,6 +44,8 @@ def test_smoke_sweep_end_to_end(smoke_spec, tmp_path):
         for name in ("shift_recovered", "target_fit", "group_gap", "group_js"):
             assert (rid, name, "heldout_templates") in metrics
         assert (rid, "kl_to_full", None) in metrics and (rid, "drift_neutral", None) in metrics
+        for name in ("weight_intruders", "forgetting", "general_loss", "general_accuracy"):  # every trained run has them
+            assert (rid, name, None) in metrics
     assert (runs["base", None]["run_id"], "kl_to_full", None) in metrics
     weights = {(m["run_id"], m["metric"]): m["value"] for m in Store.in_dir(tmp_path).metrics()
                if m["metric"].startswith("weight_") and m["group_name"] is None and m["layer"] is None}

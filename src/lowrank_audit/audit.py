@@ -18,13 +18,14 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from .config.load import validate_options
-from .config.spec import ModelSpec
+from .config.spec import AnalysisSpec, ModelSpec
 from .errors import AuditError
 from .evaluate import ObservationCache, Runner
 from .evaluate.cache import cache_key
 from .methods.full import FullFineTuning, FullOptions
 from .models import load_model, resolve_precision
 from .plan import BASE, REFERENCE, run_id
+from .records import Observation
 from .store import RunRecord, Store
 from .store.lock import OutputLock
 from .run_step import Measured, References, measure_model, score_run
@@ -32,6 +33,10 @@ from .sweep import SweepResult, check_writable
 from .tasks import TASKS, Task, task_vocabulary
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+REDUCED = "-intruders-reduced"
+"""Suffix of the method name under which an adapter is audited after the intruder mitigation."""
+MITIGATION_LAMBDA = 0.75
+"""Share of each intruder direction the mitigation subtracts (PEFT's default `mitigation_lambda`)."""
 
 
 class AuditSpec(BaseModel):
@@ -47,6 +52,9 @@ class AuditSpec(BaseModel):
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     eval_batch_size: int = 32
+    analysis: AnalysisSpec = AnalysisSpec()
+    reduce_intruders: bool = False
+    """Also audit each LoRA adapter after PEFT's intruder mitigation (`reduce_intruder_dimension`), beside the original."""
 
 
 def base_spec(text: str) -> ModelSpec:
@@ -123,6 +131,16 @@ def load_adapter(base: nn.Module, folder: Path) -> nn.Module:
                          f"{str(e).strip().splitlines()[0]}") from None
 
 
+def reduce_intruders(model: nn.Module, analysis: AnalysisSpec) -> None:
+    """PEFT's intruder mitigation (peft >= 0.19, `peft.tuners.lora.intruders.reduce_intruder_dimension`; Shuttleworth
+    et al. 2024): in each LoRA layer, the intruder directions of W_0 + dW (top k, max |cos| < epsilon) are scaled by
+    1 - lambda, and the result is refitted as a rank-r adapter 'intruder_reduced', which becomes the active one."""
+    from peft.tuners.lora.intruders import reduce_intruder_dimension
+
+    reduce_intruder_dimension(model, top_k=analysis.intruder_top_k, threshold_epsilon=analysis.intruder_epsilon,
+                              mitigation_lambda=MITIGATION_LAMBDA, logging_sink=None)
+
+
 def load_reference(base: nn.Module, folder: Path) -> nn.Module:
     if not (folder / "model.safetensors").is_file():
         raise AuditError(f"reference {folder} has no model.safetensors (a full fine-tune saved with save_pretrained()).")
@@ -139,7 +157,11 @@ class Audit:
     def __init__(self, spec: AuditSpec, out_dir: Path, progress: bool, log: Callable[[str], None]) -> None:
         self.spec, self.out_dir, self.log = spec, out_dir, log
         for folder in spec.adapters:
-            _adapter_config(folder)
+            config = _adapter_config(folder)
+            if spec.reduce_intruders and (config.get("peft_type") != "LORA" or config.get("use_dora")):
+                raise AuditError(f"--reduce-intruders applies PEFT's mitigation, which takes LoRA adapters only; {folder} "
+                                 f"is {'DoRA' if config.get('use_dora') else config.get('peft_type')}. Leave it out of "
+                                 "this audit or drop --reduce-intruders.")
         self.precision = resolve_precision(spec.precision)
         options = validate_options(TASKS.get(spec.task).Options, spec.task_options, "audit", "task_options")
         self.store = Store.in_dir(out_dir)
@@ -152,9 +174,12 @@ class Audit:
         self.cache = ObservationCache(out_dir / "cache")
         self.common = {"model": self.loaded.identity, "precision": self.precision, "seed": spec.seed,
                        "task": {"name": spec.task, "options": options.model_dump()}}
+        if spec.analysis.model_dump(exclude_defaults=True):  # only non-default options: old audit ids stay valid
+            self.common["analysis"] = spec.analysis.model_dump(exclude_defaults=True)
 
     def run(self) -> SweepResult:
-        result = SweepResult(self.out_dir, planned=1 + len(self.spec.adapters) + bool(self.spec.reference))
+        per_adapter = 1 + self.spec.reduce_intruders
+        result = SweepResult(self.out_dir, planned=1 + per_adapter * len(self.spec.adapters) + bool(self.spec.reference))
         base = self.loaded.model
         base_obs = self.cache.get_or_compute(cache_key("base", self.loaded.identity, self.precision, self.task.fingerprint()),
                                              lambda: self.task.observe_base(self.runner, base))
@@ -164,10 +189,8 @@ class Audit:
             folder = self.spec.reference.resolve()
             digest = _digest(folder / "model.safetensors")
             key = cache_key("reference", digest, self.task.fingerprint(), self.precision)
-            obs, ref_spectra, _ = measure_model(
-                load_reference(base, folder), base, base_obs, f"reference {folder}",
-                lambda m: self.cache.get_or_compute(key, lambda: self.task.observe(self.runner, m)))
-            measured = Measured(obs, ref_spectra)
+            measured = self._measure(load_reference(base, folder), base_obs, f"reference {folder}",
+                                     lambda m: self.cache.get_or_compute(key, lambda: self.task.observe(self.runner, m)))
             refs = refs.with_reference(measured)
             self._write(result, REFERENCE, None, {"reference": str(folder), "digest": digest}, measured, refs)
         self._write(result, BASE, None, {}, Measured(), refs)
@@ -177,14 +200,33 @@ class Audit:
             rank = config.get("r")
             method = method_name(config)
             source = {"adapter": str(folder), "digest": digest}
-            if self.store.status(self._run_id(method, source)) == "finished":
-                result.skipped += 1
+            todo = [(method, source)]
+            if self.spec.reduce_intruders:
+                todo.append((f"{method}{REDUCED}", {**source, "intruders_reduced": self._mitigation()}))
+            todo = [(m, s) for m, s in todo if self.store.status(self._run_id(m, s)) != "finished"]
+            result.skipped += 1 + self.spec.reduce_intruders - len(todo)
+            if not todo:
                 continue
             self.log(f"audit {folder}")
-            obs, own_spectra, _ = measure_model(load_adapter(base, folder), base, base_obs, f"adapter {folder}",
-                                                lambda m: self.task.observe(self.runner, m))
-            self._write(result, method, rank, source, Measured(obs, own_spectra), refs)
+            model = load_adapter(base, folder)
+            for name, where in todo:
+                if "intruders_reduced" in where:  # after the original's audit: this changes the active adapter
+                    reduce_intruders(model, self.spec.analysis)
+                label = f"adapter {folder}" + (" with its intruders reduced" if name != method else "")
+                measured = self._measure(model, base_obs, label, lambda m: self.task.observe(self.runner, m))
+                self._write(result, name, rank, where, measured, refs)
         return result
+
+    def _mitigation(self) -> dict[str, Any]:
+        """What the intruder mitigation is run with (part of the mitigated audit's identity)."""
+        a = self.spec.analysis
+        return {"top_k": a.intruder_top_k, "epsilon": a.intruder_epsilon, "lambda": MITIGATION_LAMBDA}
+
+    def _measure(self, model: nn.Module, base_obs: Observation, label: str,
+                 observe: Callable[[nn.Module], Observation]) -> Measured:
+        """The run step's measurement of one audited model (observation, spectra, forgetting)."""
+        return measure_model(model, self.loaded.model, base_obs, label, observe, self.runner, self.spec.analysis,
+                             self.spec.seed)[0]
 
     def _config(self, method: str, source: dict[str, Any]) -> dict[str, Any]:
         return {**self.common, "method": {"name": method}, "audit": source}
@@ -202,7 +244,8 @@ class Audit:
             return
         self.store.start_run(RunRecord(rid, self.spec.task, method, rank, self.spec.seed, config))
         measured.extra["artifact"] = source.get("adapter") or source.get("reference")
-        rows, extra = score_run(self.task, measured, refs, self.spec.seed, method == REFERENCE, rank)
+        rows, extra = score_run(self.task, measured, refs, self.spec.seed, method == REFERENCE, rank,
+                                self.spec.analysis)
         self.store.finish_run(rid, rows, **extra)
         result.finished += 1
 

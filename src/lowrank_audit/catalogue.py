@@ -49,6 +49,18 @@ DRIFT_NEUTRAL = MetricInfo("drift_neutral", "Drift on neutral text", digits=4, h
                            short="drift")
 """Teacher-forced divergences several tasks store once per run (the metric library's `sequence_kl`)."""
 
+WEIGHTS_AND_FORGETTING = (
+    MetricInfo("forgetting", "Forgetting (general-text loss − base)", "nats/token", 4, False, per_split=False,
+               short="forgetting"),
+    MetricInfo("weight_intruders", "Intruder dims", digits=0, higher_is_better=False, per_split=False,
+               groups="module", interval=False, short="intruders"),
+    MetricInfo("general_loss", "General-text loss", "nats/token", 4, False, per_split=False, table=False),
+    MetricInfo("general_accuracy", "General-text next-token accuracy", digits=3, higher_is_better=True,
+               per_split=False, table=False),
+)
+"""What the run step measures of every trained or audited model whatever its task: forgetting on general text
+(evaluate/general.py) and intruder dimensions of its weights (evaluate/weights.py)."""
+
 COST = (
     MetricInfo("trainable_params", "Trainable params", digits=0, per_split=False, interval=False, short="params"),
     MetricInfo("train_seconds", "Train s", "", 1, False, per_split=False, interval=False),

@@ -112,6 +112,8 @@ def audit(
     seed: Annotated[int, typer.Option(help="Seed for the task's sampling and bootstrap.")] = 0,
     precision: Annotated[str, typer.Option(help="fp32, bf16 or auto.")] = "auto",
     out: Annotated[Optional[Path], typer.Option(help="Output folder. Default: runs/audit-<timestamp>.")] = None,
+    reduce_intruders: Annotated[bool, typer.Option(
+        help="Also audit each LoRA adapter after PEFT's intruder-dimension mitigation (top_k 10, epsilon 0.5).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Evaluate adapters trained elsewhere against the base (and a full fine-tune) with a task's metrics."""
@@ -131,7 +133,7 @@ def audit(
     out_dir = out or Path("runs") / datetime.now().strftime("audit-%Y%m%d-%H%M%S")
     try:
         spec = AuditSpec(base=base_spec(base), adapters=adapter, reference=reference, task=task,
-                         task_options=options, seed=seed, precision=precision)
+                         task_options=options, seed=seed, precision=precision, reduce_intruders=reduce_intruders)
     except ValidationError as e:
         raise AuditError(format_validation_error(e, "command line")) from None
     result = run_audit(spec, out_dir, progress=progress, log=_log)

@@ -116,6 +116,9 @@ def plan_runs(spec: ExperimentSpec, model_identity: str, precision: str, source:
                 }
                 if name != BASE:
                     config["budget"] = spec.budget.model_dump(exclude_none=True)
+                    analysis = spec.analysis.model_dump(exclude_defaults=True)  # only non-default options count,
+                    if analysis:                                                # so run ids without them stay valid
+                        config["analysis"] = analysis
                 rid = run_id(config)
                 runs.setdefault(rid, PlannedRun(rid, t.name, topts, name, mopts, seed, config))
     return list(runs.values())

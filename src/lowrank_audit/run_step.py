@@ -21,9 +21,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .config.spec import ExperimentSpec, ModelSpec
+from .config.spec import AnalysisSpec, ExperimentSpec, ModelSpec
 from .errors import AuditError
 from .evaluate import Runner
+from .evaluate.general import general_rows
 from .evaluate.probe import check_changed
 from .evaluate.weights import Spectrum, spectra, weight_deltas, weight_update_rows
 from .executors import LaunchBroken
@@ -215,14 +216,16 @@ def trained_model(job: RunJob, base: Observation, context: RunContext) -> tuple[
 
 
 def measure_model(model: nn.Module, base: nn.Module, base_obs: Observation, label: str,
-                  observe: Callable[[nn.Module], Observation]) -> tuple[Observation, dict[str, Spectrum], float]:
-    """A trained or loaded model's observation (and the seconds it took), checked to differ from the base's, and its
-    weight-update spectra against `base`."""
+                  observe: Callable[[nn.Module], Observation], runner: Runner, analysis: AnalysisSpec,
+                  seed: int) -> tuple[Measured, float]:
+    """A trained or loaded model's observation (and the seconds it took), checked to differ from the base's; its
+    weight-update spectra (with intruder cosines) against `base`; and its forgetting on general text."""
     t0 = time.perf_counter()
     obs = observe(model)
     seconds = time.perf_counter() - t0
     check_changed(obs, base_obs, label)
-    return obs, spectra(weight_deltas(model, base)), seconds
+    own_spectra = spectra(weight_deltas(model, base), base, analysis.intruder_top_k)
+    return Measured(obs, own_spectra, general_rows(runner, model, base, seed)), seconds
 
 
 def measure_run(job: RunJob, base: Observation, context: RunContext | None) -> Measured:
@@ -236,8 +239,9 @@ def measure_run(job: RunJob, base: Observation, context: RunContext | None) -> M
     task = context.task(job.run, base)
     model, record = trained_model(job, base, context)
     res, params = TrainResult(**record["result"]), record["trainable_params"]
-    obs, own_spectra, eval_seconds = measure_model(model, context.loaded.model, base, job.label,
-                                                   lambda m: task.observe(context.runner, m))
+    measured, eval_seconds = measure_model(model, context.loaded.model, base, job.label,
+                                           lambda m: task.observe(context.runner, m), context.runner,
+                                           job.spec.analysis, job.run.seed)
     del model
     extra = {"train_seconds": res.seconds, "trainable_params": params, "peak_rss_mb": record["peak_rss_mb"],
              "artifact": str(job.folder.relative_to(job.out_dir))}
@@ -251,16 +255,17 @@ def measure_run(job: RunJob, base: Observation, context: RunContext | None) -> M
         MetricRow("final_loss", res.final_loss),
         MetricRow("eval_seconds", eval_seconds),
     ]
-    return Measured(obs, own_spectra, rows, extra)
+    return replace(measured, rows=rows + measured.rows, extra=extra)
 
 
 def score_run(task: Task, measured: Measured, refs: References, seed: int, is_reference: bool,
-              rank: int | None) -> tuple[list[MetricRow], dict[str, Any]]:
+              rank: int | None, analysis: AnalysisSpec) -> tuple[list[MetricRow], dict[str, Any]]:
     """A measured run's metric rows and store fields, against its group's references (the full fine-tune's own
     observation is its reference; a run without an observation is the base)."""
     obs = refs.base if measured.observation is None else measured.observation
     full = obs if is_reference else refs.full
     rows = task.score(obs, refs.base, full, seed) + measured.rows
     if measured.spectra is not None:
-        rows += weight_update_rows(measured.spectra, None if is_reference else refs.full_spectra, rank)
+        rows += weight_update_rows(measured.spectra, None if is_reference else refs.full_spectra, rank,
+                                   analysis.intruder_epsilon)
     return rows, {**measured.extra, "samples": task.samples(obs)}

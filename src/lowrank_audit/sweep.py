@@ -237,7 +237,8 @@ class Sweep:
             return False
         task = self.context.task(job.run)
         try:
-            rows, extra = score_run(task, measured, refs, job.run.seed, job.is_reference, job.method.rank)
+            rows, extra = score_run(task, measured, refs, job.run.seed, job.is_reference, job.method.rank,
+                                    self.spec.analysis)
         except Exception as e:  # a bug in scoring fails this run, not the sweep
             self._fail(job, failure(e), result)
             return False

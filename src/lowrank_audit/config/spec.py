@@ -68,6 +68,14 @@ class BudgetSpec(Strict):
         "set is chosen so that its trainable parameters come closest to this number")
 
 
+class AnalysisSpec(Strict):
+    """Options of the task-independent weight analysis (intruder dimensions); defaults as in Shuttleworth et al.'s code
+    and PEFT's `reduce_intruder_dimension`. Values other than the defaults are part of a trained run's identity."""
+
+    intruder_top_k: PositiveInt = Field(10, description="top singular vectors of W_0 + dW searched for intruders")
+    intruder_epsilon: float = Field(0.5, gt=0, le=1, description="an intruder's max |cos| with W_0's singular vectors is below this")
+
+
 class ExecutionSpec(Strict):
     """How the runs are executed. Never part of a run's identity: results do not depend on it."""
 
@@ -99,6 +107,7 @@ class ExperimentSpec(Strict):
     budget: BudgetSpec
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     execution: ExecutionSpec = ExecutionSpec()
+    analysis: AnalysisSpec = AnalysisSpec()
 
     @model_validator(mode="after")
     def _a_task_runs(self) -> "ExperimentSpec":

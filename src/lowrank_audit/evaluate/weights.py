@@ -2,19 +2,26 @@
 
 Any method is analysed the same way: PEFT adapters are merged into a copy first (for LoRA the merged
 update is exactly (alpha / r) B A), so the analysis never depends on how a method parametrises dW.
+
+Intruder dimensions need two more decompositions per adapted matrix: all left singular vectors of W_0 (a full SVD,
+the same for every run of a sweep, so computed once per loaded base model and kept: at most the size of the model's
+block weights in float32, 0.34 GB for SmolLM2-135M) and the top-k left singular vectors of W_0 + dW for each run
+(the top-k eigenvectors of the smaller float64 Gram matrix: 2-3x less time than a float32 SVD of SmolLM2's
+576 x 576 to 1536 x 576 matrices on this 2-core machine; `benchmarks/intruders_cost.py` times it per run).
 """
 
 from __future__ import annotations
 
 import copy
 import re
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..metrics import effective_rank, energy_outside_rank, subspace_overlap
+from ..metrics import effective_rank, energy_outside_rank, intruder_count, max_abs_cosines, subspace_overlap
 from ..records import MetricRow
 
 BLOCK = re.compile(r"\.(?:layers|h|layer)\.(\d+)\.")
@@ -35,6 +42,9 @@ class Spectrum:
 
     singular_values: np.ndarray
     left: np.ndarray
+    top_cosines: np.ndarray | None = None
+    """For W_tuned = W_0 + dW: max |cos| of each of its top-k left singular vectors with every left singular vector of
+    W_0 (`metrics.max_abs_cosines`); None where not measured (no base given, or dW = 0: the matrix was not adapted)."""
 
 
 def _plain(model: nn.Module) -> nn.Module:
@@ -68,12 +78,42 @@ def _svd(dw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return s, u[:, :MAX_SUBSPACE]
 
 
-def spectra(deltas: dict[str, torch.Tensor]) -> dict[str, Spectrum]:
-    """SVD of every dW, in float32 (float64 costs up to 30x more on tall matrices for no visible change)."""
+_BASE_LEFT: "weakref.WeakKeyDictionary[nn.Module, dict[str, np.ndarray]]" = weakref.WeakKeyDictionary()
+
+
+def base_left_vectors(base: nn.Module, name: str) -> np.ndarray:
+    """All min(m, n) left singular vectors of the base's weight `name` (float32 SVD, as PEFT and the paper's code
+    compute them), kept per loaded base model: every run of a sweep (and every audited adapter) reuses them."""
+    cached = _BASE_LEFT.setdefault(base, {})
+    if name not in cached:
+        cached[name] = torch.linalg.svd(base.get_submodule(name).weight.detach().float(), full_matrices=False).U.numpy()
+    return cached[name]
+
+
+def top_left_vectors(w: torch.Tensor, k: int) -> torch.Tensor:
+    """The top-k left singular vectors of w (as columns, largest first): eigenvectors of the smaller Gram matrix in
+    float64, where squaring the condition number costs no visible accuracy for the top vectors (tested against
+    numpy's SVD); for a tall w, u_i = w v_i / s_i."""
+    w = w.double()
+    k = min(k, min(w.shape))
+    if w.shape[0] <= w.shape[1]:
+        return torch.linalg.eigh(w @ w.T).eigenvectors[:, -k:].flip(1)
+    values, vectors = torch.linalg.eigh(w.T @ w)
+    v = vectors[:, -k:].flip(1)
+    return (w @ v) / values[-k:].flip(0).clamp_min(0).sqrt()
+
+
+def spectra(deltas: dict[str, torch.Tensor], base: nn.Module | None = None, top_k: int = 10) -> dict[str, Spectrum]:
+    """SVD of every dW, in float32 (float64 costs up to 30x more on tall matrices for no visible change); with the base
+    model, also each adapted W_0 + dW's intruder cosines over its top `top_k` left singular vectors."""
     out = {}
     for name, dw in deltas.items():
         s, left = _svd(dw.float())
-        out[name] = Spectrum(s.numpy(), left.numpy())
+        cosines = None
+        if base is not None and bool(dw.any()):
+            tuned = base.get_submodule(name).weight.detach().float() + dw.float()
+            cosines = max_abs_cosines(top_left_vectors(tuned, top_k).numpy(), base_left_vectors(base, name))
+        out[name] = Spectrum(s.numpy(), left.numpy(), cosines)
     return out
 
 
@@ -83,11 +123,19 @@ def _where(name: str) -> tuple[int | None, str]:
     return (int(match.group(1)) + 1 if match else None), name.rsplit(".", 1)[-1]
 
 
-def weight_update_rows(own: dict[str, Spectrum], full: dict[str, Spectrum] | None, rank: int | None) -> list[MetricRow]:
-    """Per matrix (layer, module type) and averaged per module type and overall:
+SUMMED = frozenset({"weight_intruders"})
+"""Metrics whose per-module-type and overall rows are sums over matrices (the paper counts intruders summed over the
+target modules), not means."""
+
+
+def weight_update_rows(own: dict[str, Spectrum], full: dict[str, Spectrum] | None, rank: int | None,
+                       intruder_epsilon: float = 0.5) -> list[MetricRow]:
+    """Per matrix (layer, module type) and averaged (intruders: summed) per module type and overall:
 
     weight_effective_rank   effective rank of dW_m
     weight_update_norm      ||dW_m||_F
+    weight_intruders        intruder dimensions of W_0 + dW_m: top-k left singular vectors with max |cos| below
+                            `intruder_epsilon` against every left singular vector of W_0 (adapted matrices only)
     weight_energy_outside   share of full fine-tuning's ||dW_F||^2 outside its best rank-r approximation
     weight_subspace_overlap overlap of the top-r left singular subspaces of dW_m and dW_F
     (the last two need a rank r and the full fine-tune's update).
@@ -97,6 +145,8 @@ def weight_update_rows(own: dict[str, Spectrum], full: dict[str, Spectrum] | Non
         layer, module = _where(name)
         per.setdefault("weight_effective_rank", []).append((layer, module, effective_rank(spec.singular_values)))
         per.setdefault("weight_update_norm", []).append((layer, module, float(np.sqrt((spec.singular_values**2).sum()))))
+        if spec.top_cosines is not None:
+            per.setdefault("weight_intruders", []).append((layer, module, float(intruder_count(spec.top_cosines, intruder_epsilon))))
         if full is not None and rank is not None and name in full:
             ref = full[name]
             k = min(rank, ref.left.shape[1], spec.left.shape[1])
@@ -104,8 +154,9 @@ def weight_update_rows(own: dict[str, Spectrum], full: dict[str, Spectrum] | Non
             per.setdefault("weight_subspace_overlap", []).append((layer, module, subspace_overlap(spec.left[:, :k], ref.left[:, :k])))
     rows = []
     for metric, values in per.items():
+        total = np.sum if metric in SUMMED else np.mean
         rows += [MetricRow(metric, v, group_name=module, layer=layer) for layer, module, v in values]
         for module in sorted({m for _, m, _ in values}):
-            rows.append(MetricRow(metric, float(np.mean([v for _, m, v in values if m == module])), group_name=module))
-        rows.append(MetricRow(metric, float(np.mean([v for _, _, v in values]))))
+            rows.append(MetricRow(metric, float(total([v for _, m, v in values if m == module])), group_name=module))
+        rows.append(MetricRow(metric, float(total([v for _, _, v in values]))))
     return rows

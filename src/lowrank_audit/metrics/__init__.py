@@ -4,9 +4,10 @@ from .bias import category_mass, group_gap
 from .decisions import agreement, flip_rate, group_counts, pooled_rates, rate_gap, score_change, score_trajectory
 from .divergence import js_divergence, kl_divergence, sequence_kl, shift_recovered, token_kl
 from .fairness import GroupFairness, counterfactual_flip_rate, group_fairness, label_prob_gap
+from .forgetting import sequence_accuracy, sequence_nll
 from .stats import bootstrap_ci, paired_difference
 from .toxicity import expected_max_toxicity, mitigation, toxic_share, toxicity_rate
-from .weights import effective_rank, energy_outside_rank, subspace_overlap
+from .weights import effective_rank, energy_outside_rank, intruder_count, max_abs_cosines, subspace_overlap
 
 __all__ = [
     "GroupFairness",
@@ -23,14 +24,18 @@ __all__ = [
     "flip_rate",
     "group_counts",
     "group_gap",
+    "intruder_count",
     "js_divergence",
     "kl_divergence",
+    "max_abs_cosines",
     "mitigation",
     "pooled_rates",
     "rate_gap",
     "sequence_kl",
     "score_change",
     "score_trajectory",
+    "sequence_accuracy",
+    "sequence_nll",
     "shift_recovered",
     "subspace_overlap",
     "token_kl",

@@ -37,3 +37,21 @@ def subspace_overlap(u_a: np.ndarray, u_b: np.ndarray) -> float:
     a, b = np.asarray(u_a, np.float64), np.asarray(u_b, np.float64)
     k = min(a.shape[1], b.shape[1])
     return float(np.linalg.norm(a.T @ b) ** 2 / k) if k > 0 else float("nan")
+
+
+def max_abs_cosines(u_tuned: np.ndarray, u_base: np.ndarray) -> np.ndarray:
+    """For each column u_i of `u_tuned`: max_j |cos(u_i, b_j)| over the columns b_j of `u_base` (unit vectors, so
+    |cos| = |u_i . b_j|); 1 = u_i is one of the base's directions, near 0 = a direction the base does not have."""
+    return np.abs(np.asarray(u_tuned, np.float64).T @ np.asarray(u_base, np.float64)).max(axis=1)
+
+
+def intruder_count(top_cosines: np.ndarray, epsilon: float = 0.5) -> int:
+    """Intruder dimensions (Shuttleworth et al. 2024, "LoRA vs Full Fine-tuning: An Illusion of Equivalence"): how
+    many of W_tuned's top-k left singular vectors u_i have max_j |cos(u_i, b_j)| < epsilon over every left singular
+    vector b_j of W_base; `top_cosines` = `max_abs_cosines(U_tuned[:, :k], U_base)`.
+
+    As in the authors' find_intruder_dimensions.py and PEFT's `peft.tuners.lora.intruders`: the SVD is of the merged
+    W_tuned = W0 + dW (not of dW), k = 10 and epsilon = 0.5 by default, the left singular vectors of W as torch lays
+    out a Linear weight ([out, in]).
+    """
+    return int((np.asarray(top_cosines) < epsilon).sum())

@@ -3,11 +3,11 @@ every trained run has. A task this version does not know (a store from another v
 
 from __future__ import annotations
 
-from ..catalogue import COST, MetricInfo
+from ..catalogue import COST, WEIGHTS_AND_FORGETTING, MetricInfo
 from ..tasks import TASKS
 
 
 def task_metrics(task: str) -> list[MetricInfo]:
-    """The catalogue of `task`'s metrics, in its results table's order, then the cost of training."""
+    """The catalogue of `task`'s metrics, in its results table's order, then what every run has: forgetting, intruders, the cost of training."""
     own = TASKS.get(task).metrics if task in TASKS else ()
-    return [*own, *COST]
+    return [*own, *WEIGHTS_AND_FORGETTING, *COST]

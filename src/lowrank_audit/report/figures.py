@@ -12,6 +12,7 @@ from typing import Callable
 from .classification_plots import classification_plots
 from .data import Variant
 from .decisions_plots import decision_plots
+from .forgetting_plots import forgetting_plots
 from .inside_plots import inside_plots
 from .plots import Plot, rank_plots
 from .toxicity_plots import toxicity_plots
@@ -22,6 +23,7 @@ FIGURES: list[FigureMaker] = [
     rank_plots,
     classification_plots,
     inside_plots,
+    forgetting_plots,
     decision_plots,
     toxicity_plots,
 ]

@@ -5,6 +5,9 @@ from .decisions import agreement, flip_rate, group_counts, pooled_rates, rate_ga
 from .divergence import js_divergence, kl_divergence, shift_recovered, token_kl
 from .fairness import GroupFairness, counterfactual_flip_rate, group_fairness, label_prob_gap
 from .stats import bootstrap_ci, paired_difference
+from .stereotype import (
+    icat, likelihood_difference, lm_score, meaningful_share, pct_stereotype, prefers_stereotype, stereotype_score,
+)
 from .toxicity import expected_max_toxicity, mitigation, toxic_share, toxicity_rate
 from .weights import effective_rank, energy_outside_rank, subspace_overlap
 
@@ -23,6 +26,13 @@ __all__ = [
     "flip_rate",
     "group_counts",
     "group_gap",
+    "icat",
+    "likelihood_difference",
+    "lm_score",
+    "meaningful_share",
+    "pct_stereotype",
+    "prefers_stereotype",
+    "stereotype_score",
     "js_divergence",
     "kl_divergence",
     "mitigation",

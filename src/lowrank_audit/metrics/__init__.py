@@ -8,7 +8,7 @@ from .stats import bootstrap_ci, paired_difference
 from .stereotype import (
     icat, likelihood_difference, lm_score, meaningful_share, pct_stereotype, prefers_stereotype, stereotype_score,
 )
-from .toxicity import expected_max_toxicity, mitigation, toxic_share, toxicity_rate
+from .toxicity import expected_max_toxicity, mitigation, precision_at, recall_at, toxic_share, toxicity_rate
 from .weights import effective_rank, energy_outside_rank, subspace_overlap
 
 __all__ = [
@@ -37,6 +37,8 @@ __all__ = [
     "kl_divergence",
     "mitigation",
     "pooled_rates",
+    "precision_at",
+    "recall_at",
     "rate_gap",
     "score_change",
     "score_trajectory",

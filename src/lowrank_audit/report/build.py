@@ -10,6 +10,7 @@ from pathlib import Path
 from .. import __version__
 from .data import ReportData, load
 from .figures import task_plots
+from .scorer_bias import scorer_bias_keys, scorer_bias_table
 from .render import ReportView, TaskSection, render_html, render_markdown
 from .tables import long_table, metric_columns, results_table, seed_means_table, unfinished_table
 from .toxicity_pairs import toxicity_pair_table
@@ -59,12 +60,15 @@ def _task_section(data: ReportData, task: str, slug: str, plots_dir: Path) -> Ta
     pairs = toxicity_pair_table(data, task)
     if pairs is not None:
         tables.append(pairs)
+    bias = scorer_bias_table(task, runs)
+    if bias is not None:
+        tables.append(bias)
     return TaskSection(
         name=task,
         anchor=f"task-{slug}",
         tables=tables,
         plots=task_plots(task, variants, plots_dir, slug),
-        other=long_table(task, runs, covered=[c.key for c in cols]),
+        other=long_table(task, runs, covered=[c.key for c in cols] + scorer_bias_keys(runs)),
         warned=toxic_sample_tables(data, task),
     )
 

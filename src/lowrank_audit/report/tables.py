@@ -21,9 +21,14 @@ _PER_SPLIT = (
     ("demographic_parity_difference", "DP difference", 3),
     ("equalized_odds_difference", "EO difference", 3),
     ("counterfactual_flip_rate", "Counterfactual flips", 3),
-    ("toxicity_rate", "Toxicity rate", 3),
+    ("toxicity_rate", "Toxicity rate (identity masked)", 3),
+    ("toxicity_rate_unmasked", "Toxicity rate, unmasked", 3),
     ("expected_max_toxicity", "Expected max toxicity", 3),
     ("toxicity_mitigation", "Mitigation vs full", 2),
+    ("pct_stereotype", "CrowS pct stereotype (0.5 = none)", 3),
+    ("likelihood_difference", "CrowS likelihood diff", 2),
+    ("stereotype_score", "StereoSet ss (0.5 = none)", 3),
+    ("lm_score", "StereoSet lms", 3),
 )
 # ... and once per run (split NULL); the last field: show an interval (cost numbers have none).
 _PER_RUN = (

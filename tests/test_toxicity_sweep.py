@@ -122,6 +122,7 @@ def test_report_shows_escaped_samples_behind_a_content_warning(swept, tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in warned and XSS not in html
     assert XSS not in paths.markdown.read_text()
     assert any(p.name.endswith("toxicity-by-group.png") for p in paths.plots)
+    assert "own bias on neutral sentences" in html and "Toxicity rate (identity masked)" in html
 
 
 def test_report_pairs_every_two_methods_from_the_stored_scores(swept):

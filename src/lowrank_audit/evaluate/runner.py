@@ -89,6 +89,21 @@ class Runner:
             masks.append(nn.functional.pad(mask, (0, pad)).bool())
         return torch.cat(logps), torch.cat(masks)
 
+    def text_logliks(self, model: nn.Module, texts: Sequence[str], prefix_id: int,
+                     desc: str = "log-likelihoods") -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact log p(text) of each text after a prefix token: sum over its tokens of log p(token | prefix, earlier).
+
+        Returns (sum of log-probabilities [n] float64, number of scored tokens [n]); only the gathered
+        log-probabilities are kept, never the [n, T, vocab] tensor.
+        """
+        seqs = [[prefix_id] + self.encode(t) for t in texts]
+        total = torch.empty(len(seqs), dtype=torch.float64)
+        for sl, ids, mask in self._batches(model, seqs, desc):
+            logp = torch.log_softmax(self._logits(model, ids, mask), dim=-1)[:, :-1]
+            token = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+            total[sl] = (token.double() * mask[:, 1:]).sum(1)
+        return total, torch.tensor([len(s) - 1 for s in seqs])
+
     @torch.no_grad()
     def lens_logprobs(self, model: nn.Module, prompts: Sequence[str], desc: str = "logit lens") -> torch.Tensor:
         """Next-token log-probabilities at each prompt's last position, read at every layer: [n, layers, vocab].

@@ -6,7 +6,10 @@ from .divergence import js_divergence, kl_divergence, sequence_kl, shift_recover
 from .fairness import GroupFairness, counterfactual_flip_rate, group_fairness, label_prob_gap
 from .forgetting import sequence_accuracy, sequence_nll
 from .stats import bootstrap_ci, paired_difference
-from .toxicity import expected_max_toxicity, mitigation, toxic_share, toxicity_rate
+from .stereotype import (
+    icat, likelihood_difference, lm_score, meaningful_share, pct_stereotype, prefers_stereotype, stereotype_score,
+)
+from .toxicity import expected_max_toxicity, mitigation, precision_at, recall_at, toxic_share, toxicity_rate
 from .weights import effective_rank, energy_outside_rank, intruder_count, max_abs_cosines, subspace_overlap
 
 __all__ = [
@@ -25,11 +28,20 @@ __all__ = [
     "group_counts",
     "group_gap",
     "intruder_count",
+    "icat",
+    "likelihood_difference",
+    "lm_score",
+    "meaningful_share",
+    "pct_stereotype",
+    "prefers_stereotype",
+    "stereotype_score",
     "js_divergence",
     "kl_divergence",
     "max_abs_cosines",
     "mitigation",
     "pooled_rates",
+    "precision_at",
+    "recall_at",
     "rate_gap",
     "sequence_kl",
     "score_change",

@@ -31,3 +31,19 @@ def mitigation(tox_base: np.ndarray, tox_method: np.ndarray, tox_full: np.ndarra
     if denom <= 0.0:
         return float("nan")
     return float(np.mean(tox_base) - np.mean(tox_method)) / denom
+
+
+def recall_at(scores: np.ndarray, reference: np.ndarray, threshold: float, reference_threshold: float) -> float:
+    """Of the texts the reference labels toxic (reference >= reference_threshold), the share scored >= threshold."""
+    positive = np.asarray(reference, dtype=np.float64) >= reference_threshold
+    if not positive.any():
+        return float("nan")
+    return float((np.asarray(scores, dtype=np.float64)[positive] >= threshold).mean())
+
+
+def precision_at(scores: np.ndarray, reference: np.ndarray, threshold: float, reference_threshold: float) -> float:
+    """Of the texts scored >= threshold, the share the reference labels toxic (reference >= reference_threshold)."""
+    flagged = np.asarray(scores, dtype=np.float64) >= threshold
+    if not flagged.any():
+        return float("nan")
+    return float((np.asarray(reference, dtype=np.float64)[flagged] >= reference_threshold).mean())

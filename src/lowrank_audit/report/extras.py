@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .data import ReportData
+from .scorer_bias import scorer_bias_table
 from .tables import TableView
 from .toxicity_pairs import toxicity_pair_table
 from .toxicity_plots import toxic_sample_tables
@@ -21,6 +22,7 @@ def _optional(make: Callable[[ReportData, str], TableView | None]) -> TableMaker
 
 TABLES: list[TableMaker] = [
     _optional(toxicity_pair_table),
+    _optional(scorer_bias_table),
 ]
 """Shown after the results tables."""
 

@@ -6,21 +6,19 @@ counterfactual id (same action, axis and term position). The last term of every 
 actions of each label are held out: split `test` = held-out actions with training terms,
 `heldout_terms` = held-out actions with held-out terms; training uses the other actions and terms.
 
-Loaders (registry keyed by file suffix, plus folders and `hf:`) return one table per split; a column
-mapping names the text, label, sensitive-group and (optional) counterfactual-id columns.
+The user's data are read by the shared data-source layer (sources/: local files, saved `datasets`, `hf:`) into
+one table per split; a column mapping names the text, label, sensitive-group and (optional) counterfactual-id columns.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
-
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import AuditError
+from ..sources.load import read_tables
 from .lexicon import IDENTITY_GROUPS
 
 BUILTIN = "builtin"
@@ -138,92 +136,11 @@ def spurious_subsample(split: Split, strength: float, positive: str, seed: int) 
     return Split([split.texts[i] for i in pick], [split.labels[i] for i in pick], [split.groups[i] for i in pick], cluster)
 
 
-# loaders ------------------------------------------------------------------------------------------------
-Loader = Callable[[str, Columns], dict[str, pd.DataFrame]]
-
-
-def _by_split_column(read: Callable[[str], pd.DataFrame]) -> Loader:
-    """A flat-file loader: the split of each row comes from the split column."""
-
-    def load(source: str, columns: Columns) -> dict[str, pd.DataFrame]:
-        return _split_frame(read(source), source, columns)
-
-    return load
-
-
-def _split_frame(frame: pd.DataFrame, source: str, columns: Columns) -> dict[str, pd.DataFrame]:
-    if columns.split not in frame.columns:
-        raise AuditError(
-            f"data {source!r} is one table without a split column {columns.split!r} (columns: {', '.join(map(str, frame.columns))}). "
-            "Add a column naming each row's split (e.g. train/test) and set options.columns.split to it."
-        )
-    return {str(name): part.reset_index(drop=True) for name, part in frame.groupby(columns.split, sort=False)}
-
-
-def _tables_of(ds, source: str, columns: Columns) -> dict[str, pd.DataFrame]:
-    """Splits of a datasets.Dataset (one table: split column) or DatasetDict (one table per split)."""
-    import datasets
-
-    if isinstance(ds, datasets.DatasetDict):
-        return {name: part.to_pandas() for name, part in ds.items()}
-    return _split_frame(ds.to_pandas(), source, columns)
-
-
-def _load_saved(source: str, columns: Columns) -> dict[str, pd.DataFrame]:
-    """A folder written by datasets' save_to_disk (Dataset or DatasetDict)."""
-    import datasets
-
-    try:
-        ds = datasets.load_from_disk(source)
-    except FileNotFoundError as e:
-        raise AuditError(f"folder {source!r} is not a saved dataset ({e}). Pass a folder written by save_to_disk, "
-                         "a .csv/.jsonl/.parquet file, or 'hf:NAME'.") from None
-    except IndexError:  # datasets cannot read back a split saved without rows: it has no arrow file to concatenate
-        raise AuditError(f"saved dataset {source!r} has a split with no rows, which datasets cannot load back. Give "
-                         "every split rows (or drop the empty one) and save it again.") from None
-    return _tables_of(ds, source, columns)
-
-
-def _load_hub(source: str, columns: Columns) -> dict[str, pd.DataFrame]:
-    """'hf:NAME' or 'hf:NAME:CONFIG': datasets.load_dataset (the hub, or a local dataset folder)."""
-    import datasets
-
-    name, _, config = source.removeprefix("hf:").partition(":")
-    try:
-        ds = datasets.load_dataset(name, config or None)
-    except (FileNotFoundError, ConnectionError, ValueError) as e:
-        raise AuditError(f"could not load dataset {name!r} with datasets.load_dataset: {e}. Check the name and that "
-                         "this machine can reach the Hugging Face hub, or pass a local file.") from None
-    return _tables_of(ds, source, columns)
-
-
-FILE_LOADERS: dict[str, Loader] = {
-    ".csv": _by_split_column(pd.read_csv),
-    ".jsonl": _by_split_column(lambda path: pd.read_json(path, lines=True)),
-    ".parquet": _by_split_column(pd.read_parquet),
-}
-
-
-def _loader(source: str) -> Loader:
-    if source.startswith("hf:"):
-        return _load_hub
-    path = Path(source)
-    if path.is_dir():
-        return _load_saved
-    if path.suffix not in FILE_LOADERS:
-        raise AuditError(
-            f"unknown data file type {path.suffix or '(none)'!r} for {source!r}. Use {', '.join(FILE_LOADERS)}, "
-            "a folder written by datasets' save_to_disk, or 'hf:NAME' for a Hugging Face dataset."
-        )
-    if not path.is_file():
-        raise AuditError(f"data file {source!r} does not exist. Check options.data.")
-    return FILE_LOADERS[path.suffix]
-
-
+# loading ------------------------------------------------------------------------------------------------
 def load_data(source: str, columns: Columns, train_split: str, test_split: str,
               label_words: dict[str, str]) -> ClassificationData:
     """Load the user's data, check it, and return train and test splits (labels as text)."""
-    tables = _loader(source)(source, columns)
+    tables = read_tables(source, columns.split)
     splits = {}
     for role, name in (("train_split", train_split), ("test_split", test_split)):
         if name not in tables:

@@ -12,20 +12,37 @@ PEOPLE = ["man", "woman", "person", "student", "neighbor"]
 
 
 def _adjective_terms(adjective: str) -> list[str]:
+    """'{adjective} {noun}' for every noun of PEOPLE: for adjectives that fit every one of them (Black, Muslim, ...)."""
     return [f"{adjective} {noun}" for noun in PEOPLE]
 
 
-# axis -> group -> terms (last term held out)
+# axis -> group -> terms (last term held out). Terms are the ones people use for the group, at aligned positions
+# where the group allows it (position i holds the same noun in every group, so swapping the group changes only the
+# group); a gendered group word never meets a noun of the other gender (no "lesbian man", no "Latina man").
 IDENTITY_GROUPS: dict[str, dict[str, list[str]]] = {
     "gender": {
         "women": ["woman", "mother", "girl", "wife", "daughter", "sister"],
         "men": ["man", "father", "boy", "husband", "son", "brother"],
         "transgender": ["transgender woman", "transgender man", "transgender person", "trans student"],
     },
-    "race": {g: _adjective_terms(g) for g in ["Black", "White", "Asian", "Latino", "Arab"]},
+    "race": {
+        **{g: _adjective_terms(g) for g in ["Black", "White", "Asian"]},
+        "Latino": ["Latino man", "Latina woman", "Latino person", "Latino student", "Latina neighbor"],
+        "Arab": _adjective_terms("Arab"),
+    },
     "religion": {g: _adjective_terms(g) for g in ["Muslim", "Christian", "Jewish", "Hindu", "Buddhist", "atheist"]},
-    "orientation": {g: _adjective_terms(g) for g in ["gay", "lesbian", "straight", "bisexual"]},
+    "orientation": {
+        "gay": ["gay man", "gay person", "gay student", "gay neighbor", "gay son"],
+        "lesbian": ["lesbian woman", "lesbian", "lesbian student", "lesbian neighbor", "lesbian daughter"],
+        "straight": ["straight man", "straight person", "straight student", "straight neighbor", "straight woman"],
+        "bisexual": ["bisexual woman", "bisexual person", "bisexual student", "bisexual neighbor", "bisexual man"],
+    },
 }
+GENDERED_WORDS: dict[str, set[str]] = {
+    "female": {"woman", "mother", "girl", "wife", "daughter", "sister", "lesbian", "Latina"},
+    "male": {"man", "father", "boy", "husband", "son", "brother", "Latino"},
+}
+"""Words that name one gender: a term holding words of both genders is a contradiction ("lesbian man")."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from safetensors.torch import save_file
 
 import lowrank_audit
 from lowrank_audit.audit import AuditSpec, method_name, run_audit
-from lowrank_audit.config import ModelSpec, load_spec, narrow
+from lowrank_audit.config import ModelSpec
+from lowrank_audit.experiment import load_spec, narrow
 from lowrank_audit.errors import AuditError
 from lowrank_audit.methods import METHODS
 from lowrank_audit.models.default import MANIFEST, _manifest, cache_damage
@@ -211,10 +212,10 @@ def test_weights_that_meet_a_full_disk_fail_their_run_and_the_rerun_resumes(tmp_
 
 
 def test_a_failure_write_that_meets_a_full_disk_is_one_error_and_the_store_stays_whole(tmp_path, monkeypatch):
-    import lowrank_audit.sweep as sweep_module
+    import lowrank_audit.run_step as run_step
 
     spec = narrow(load_spec(preset="smoke"), tasks=["debias"], methods=["full"])
-    real_train = sweep_module.train
+    real_train = run_step.train
     filled = []
 
     def fills_the_disk(*args, **kwargs):
@@ -222,14 +223,14 @@ def test_a_failure_write_that_meets_a_full_disk_is_one_error_and_the_store_stays
         filled.append(fill(disk / "out"))  # the weights, then the failure, meet a full disk
         return trained
 
-    monkeypatch.setattr(sweep_module, "train", fills_the_disk)
+    monkeypatch.setattr(run_step, "train", fills_the_disk)
     with tmpfs(tmp_path / "disk", "size=24m") as disk:
         with pytest.raises(AuditError, match=r"could not write the results store .*results.sqlite: database or disk is "
                                              r"full\. Free some space .* re-run the same command"):
             run_sweep(spec, disk / "out", progress=False, log=quiet)
         filled[0].unlink()
         assert {r["method"]: r["status"] for r in Store.in_dir(disk / "out").runs()} == {"full": "running"}
-        monkeypatch.setattr(sweep_module, "train", real_train)
+        monkeypatch.setattr(run_step, "train", real_train)
         again = run_sweep(spec, disk / "out", progress=False, log=quiet)
         assert again.failed == [] and {r["status"] for r in Store.in_dir(disk / "out").runs()} == {"finished"}
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lowrank_audit.config import load_spec, narrow
+from lowrank_audit.experiment import load_spec, narrow
 from lowrank_audit.errors import AuditError
 from lowrank_audit.evaluate.runner import Runner
 from lowrank_audit.metrics import icat, likelihood_difference, lm_score, pct_stereotype, stereotype_score

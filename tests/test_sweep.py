@@ -235,14 +235,14 @@ def test_removed_reference_weights_are_trained_again_for_a_later_sweep(smoke_spe
 
 
 def test_a_sweep_with_a_failed_run_keeps_the_weights_and_the_cache(smoke_spec, tmp_path, monkeypatch):
-    real_train = sweep_module.train
+    real_train = run_step.train
 
     def diverges_at_rank_1(model, method, *args, **kwargs):
         if method.rank == 1:
             raise TrainingDiverged(3, float("nan"))
         return real_train(model, method, *args, **kwargs)
 
-    monkeypatch.setattr(sweep_module, "train", diverges_at_rank_1)
+    monkeypatch.setattr(run_step, "train", diverges_at_rank_1)
     result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
     assert len(result.failed) == 1 and result.pruned is None  # the re-run that retries it needs both
     assert list((tmp_path / "runs").glob("*/model.safetensors")) and (tmp_path / "cache").is_dir()

@@ -110,6 +110,7 @@ def test_reduce_intruders_audits_peft_mitigated_adapter_beside_the_original(swep
 
     import torch
     from peft.tuners.lora.intruders import reduce_intruder_dimension
+    from safetensors.torch import save_file
 
     from lowrank_audit.audit import load_adapter
     from lowrank_audit.evaluate.weights import weight_deltas
@@ -134,6 +135,6 @@ def test_reduce_intruders_audits_peft_mitigated_adapter_beside_the_original(swep
 
     (tmp_path / "ia3").mkdir()
     (tmp_path / "ia3" / "adapter_config.json").write_text(json.dumps({"peft_type": "IA3"}))
-    (tmp_path / "ia3" / "adapter_model.safetensors").write_bytes(b"")
+    save_file({"x": torch.zeros(1)}, tmp_path / "ia3" / "adapter_model.safetensors")  # whole: only its type is wrong
     with pytest.raises(AuditError, match="LoRA adapters only.*IA3"):
         run_audit(audit.model_copy(update={"adapters": [tmp_path / "ia3"]}), tmp_path / "b", progress=False, log=quiet)

@@ -40,7 +40,7 @@ ZOO = {
     "adalora": {"rank": 6, "target_rank": 4, "lr": 3e-2},
     "randlora": {"rank": 8, "lr": 1e-2},
     "vera": {"rank": 16, "lr": 5e-2},
-    "vblora": {"rank": 4, "num_vectors": 16, "vector_length": 16, "lr": 1e-2},
+    "vblora": {"rank": 4, "num_vectors": 16, "vector_length": 16, "lr": 3e-2},
     "miss": {"rank": 4, "lr": 1e-2},
     "loha": {"rank": 4, "lr": 1e-2},
     "lokr": {"rank": 4, "lr": 1e-2},

@@ -24,7 +24,9 @@ def test_every_method_and_lora_init_trains_and_saves_in_a_sweep(smoke_spec, tmp_
     methods.append(MethodSpec(name="lora", options=ZOO["lora"], sweep={"init": list(inits)}))
     task = smoke_spec.tasks[0].model_copy(update={"options": {  # debias at its cheapest: the test is about the methods
         "samples_per_prompt": 1, "token_kl_sequences": 2, "bootstrap_resamples": 20, "lens_prompts": 0}})
-    spec = smoke_spec.model_copy(update={"methods": methods, "tasks": [task], "budget": BudgetSpec(steps=2, batch_size=4)})
+    execution = smoke_spec.execution.model_copy(update={"keep_full_weights": True})  # the full-rank runs' weights too
+    spec = smoke_spec.model_copy(update={"methods": methods, "tasks": [task], "budget": BudgetSpec(steps=2, batch_size=4),
+                                         "execution": execution})
     result = run_sweep(spec, tmp_path, progress=False, log=quiet)
     assert result.failed == []
     store = Store.in_dir(tmp_path)

@@ -11,7 +11,7 @@ from lowrank_audit.report.toxicity_pairs import toxicity_pair_table
 from lowrank_audit.store import Store
 from lowrank_audit.store.examples import read_examples
 from lowrank_audit.sweep import run_sweep
-from lowrank_audit.tasks import toxicity as toxicity_module
+from lowrank_audit.evaluate import runner as runner_module
 
 XSS = "<script>alert(1)</script>"
 
@@ -21,10 +21,13 @@ def quiet(msg):
 
 
 def small(spec, **options):
-    """The smoke preset's toxicity entry, shorter: 2 training steps, 4 new tokens, `options` on top."""
+    """The smoke preset's toxicity entry, shorter: 2 training steps, 4 new tokens, `options` on top; the full
+    fine-tune's weights and the observation cache are kept, since these tests re-run sweeps on them."""
     task = spec.tasks[0]
     task = task.model_copy(update={"options": {**task.options, "max_new_tokens": 4, **options}})
-    return spec.model_copy(update={"tasks": [task], "budget": spec.budget.model_copy(update={"steps": 2})})
+    execution = spec.execution.model_copy(update={"keep_full_weights": True, "keep_cache": True})
+    return spec.model_copy(update={"tasks": [task], "budget": spec.budget.model_copy(update={"steps": 2}),
+                                   "execution": execution})
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +39,14 @@ def smoke_toxicity():
 def counted():
     """Records the settings of every call of the sampler (one per observed model, one per rejection pool)."""
     calls = []
-    real = toxicity_module.generate
+    real = runner_module.generate
 
     def generate(model, tokenizer, prompts, settings, *args, **kwargs):
         calls.append(settings)
         return real(model, tokenizer, prompts, settings, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(toxicity_module, "generate", generate)
+        mp.setattr(runner_module, "generate", generate)  # the sampler every Runner.generate calls
         yield calls
 
 

@@ -25,7 +25,7 @@ from ..evaluate.runner import Runner
 from ..metrics import bootstrap_ci, category_mass, group_gap, js_divergence, kl_divergence, shift_recovered, token_kl
 from ..records import Example, MetricRow, Observation
 from .base import Task, TaskOptions, sequence_kl_row, words_of
-from .lexicon import IDENTITY_GROUPS, LEXICONS, NEUTRAL_TEXT, AttributeLexicon
+from .lexicon import IDENTITY_GROUPS, LEXICONS, NEUTRAL_TEXT, AttributeLexicon, Prompt
 
 SPLITS = ("train", "heldout_templates", "heldout_terms", "heldout_both")
 
@@ -40,15 +40,6 @@ class DebiasOptions(TaskOptions):
     bootstrap_resamples: PositiveInt = 1000
     lens_prompts: NonNegativeInt = 24
     """Prompts decoded at every layer by the logit lens (0 turns the lens off)."""
-
-
-@dataclass(frozen=True)
-class Prompt:
-    text: str
-    template: int
-    axis: str
-    group: str
-    split: str
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,22 @@ GENDERED_WORDS: dict[str, set[str]] = {
 
 
 @dataclass(frozen=True)
+class Prompt:
+    """One evaluation prompt: a template (or a data source's text) filled with one identity group's term."""
+
+    text: str
+    template: int
+    """The template's index, or the text's row in a data source."""
+    axis: str
+    group: str
+    split: str
+
+    @property
+    def group_name(self) -> str:
+        return f"{self.axis}/{self.group}"
+
+
+@dataclass(frozen=True)
 class AttributeLexicon:
     """Words that can follow a template, grouped into categories (e.g. positive vs negative)."""
 

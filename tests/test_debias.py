@@ -8,7 +8,7 @@ from lowrank_audit.errors import AuditError
 from lowrank_audit.evaluate import Runner
 from lowrank_audit.metrics import kl_divergence
 from lowrank_audit.models.tiny import tiny_tokenizer
-from lowrank_audit.tasks.debias import SPLITS, DebiasOptions, DebiasTask
+from lowrank_audit.tasks.debias import SPLITS, VALIDATION, DebiasOptions, DebiasTask
 from lowrank_audit.tasks.lexicon import IDENTITY_GROUPS, LEXICONS
 
 
@@ -30,7 +30,7 @@ def test_at_least_four_axes_with_several_terms():
 def test_splits_hold_out_last_terms_and_templates(task):
     for lex in LEXICONS:
         prompts = task.prompts[lex.name]
-        assert {p.split for p in prompts} == set(SPLITS)
+        assert {p.split for p in prompts} == set(SPLITS) | {VALIDATION}
         heldout_term_texts = {p.text for p in prompts if p.split == "heldout_terms"}
         for groups in IDENTITY_GROUPS.values():
             for terms in groups.values():
@@ -38,6 +38,22 @@ def test_splits_hold_out_last_terms_and_templates(task):
                 assert lex.templates[0].format(term=terms[0]) not in heldout_term_texts
         train_templates = {p.template for p in prompts if p.split == "train"}
         assert train_templates == set(range(len(lex.templates) - lex.heldout_templates))
+
+
+def test_validation_pairs_come_from_training_templates_and_terms_and_leave_each_in_training(task):
+    """Every 4th (template, term) training pair of a group is validation (a Latin square): each training template and
+    term keeps training prompts, and no validation prompt is in a reported split or in the training data."""
+    for lex in LEXICONS:
+        prompts = task.prompts[lex.name]
+        for axis, groups in IDENTITY_GROUPS.items():
+            for group, terms in groups.items():
+                own = [p for p in prompts if p.axis == axis and p.group == group]
+                for t in range(len(lex.templates) - lex.heldout_templates):
+                    for k, term in enumerate(terms[:-1]):
+                        p = next(p for p in own if p.template == t and p.term == term)
+                        assert (p.split == VALIDATION) == ((t + k) % 4 == 0)
+                assert {p.template for p in own if p.split == VALIDATION} <= {p.template for p in own if p.split == "train"}
+                assert {p.term for p in own if p.split == "train"} == set(terms[:-1])
 
 
 def test_lexicon_words_are_single_tokens(task, tiny):
@@ -53,15 +69,20 @@ def test_category_without_single_token_words_is_an_error():
 
 
 def test_pooled_target_is_the_mean_over_groups(task, base_obs):
+    """A training template's target: the mean over groups of the base's distribution on its training terms (the group's
+    last term is held out and never enters it); a held-out template's: over all its terms."""
     q = task.targets(base_obs)["occupation"]
     prompts = task.prompts["occupation"]
     p0 = torch.softmax(base_obs["lexicon/occupation"].double(), -1).numpy()
-    per_group = []
-    for axis, groups in IDENTITY_GROUPS.items():
-        for group in groups:
-            idx = [i for i, p in enumerate(prompts) if p.template == 1 and p.axis == axis and p.group == group]
-            per_group.append(p0[idx].mean(0))
-    np.testing.assert_allclose(q[1], np.mean(per_group, 0), rtol=1e-12)
+    for template, n_terms_used in ((1, -1), (5, None)):
+        per_group = []
+        for axis, groups in IDENTITY_GROUPS.items():
+            for group, terms in groups.items():
+                used = {f"{t}" for t in terms[:n_terms_used]}
+                idx = [i for i, p in enumerate(prompts) if p.template == template and p.axis == axis and p.group == group
+                       and p.term in used]
+                per_group.append(p0[idx].mean(0))
+        np.testing.assert_allclose(q[template], np.mean(per_group, 0), rtol=1e-12)
     np.testing.assert_allclose(q.sum(1), 1.0)
 
 

@@ -73,3 +73,14 @@ COST = (
     MetricInfo("eval_seconds", "Eval s", "", 1, False, per_split=False, interval=False, table=False),
 )
 """What every trained run's training cost (rows written by the run step)."""
+
+
+@dataclass(frozen=True)
+class Headline:
+    """What a task's verdict compares with full fine-tuning: the shift the data ask for (higher is better, 1 = learned)
+    and the bias it leaves (lower is better), at one split; and the data's own ceiling on the shift, if the task has it."""
+
+    shift: str
+    gap: str
+    split: str = "train"
+    ceiling: str | None = None

@@ -79,7 +79,7 @@ def run(
     from .experiment import load_spec, narrow
 
     spec = with_precision(with_execution(narrow(load_spec(config, preset), task, method), executor, ray_address), precision)
-    from .report import build_report, summary_table  # the heavy libraries, once the config is known to be valid
+    from .report import build_report, summary_table, verdict_text  # the heavy libraries, once the config is valid
     from .sweep import run_sweep
     from .train.launch import launch_state
 
@@ -93,6 +93,9 @@ def run(
         return
     paths = build_report(out_dir)
     console.print(summary_table(out_dir))
+    verdict = verdict_text(out_dir)
+    if verdict:
+        console.print("Verdict\n" + verdict, highlight=False, markup=False)
     console.print(f"{result.finished} run(s) finished, {result.skipped} already in the store, "
                   f"{len(result.failed)} failed.\nreport: {paths.html}\nstore:  {out_dir / 'results.sqlite'}")
     console.print(_kept(out_dir, result.pruned), soft_wrap=True, highlight=False)

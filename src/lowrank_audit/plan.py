@@ -1,4 +1,8 @@
-"""Expand an ExperimentSpec into runs: (task, method options, seed) with stable ids from their config."""
+"""Expand an ExperimentSpec into runs: (task, method options, seed) with stable ids from their config.
+
+A method with `tune` is a tuning family: at the first seed one run per grid point; at the other seeds one run at the
+point the sweep chose on the validation split (`choices`, read from the store), planned once the choice exists.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from torch import nn
 
@@ -16,6 +20,7 @@ from .config.spec import ExperimentSpec
 from .errors import AuditError
 from .methods import METHODS, Method, MethodOptions
 from .methods.budget import match_budget
+from .models.precision import resolve_precision
 from .tasks import TASKS, TaskOptions
 
 BASE = "base"
@@ -31,6 +36,10 @@ class PlannedRun:
     method_options: MethodOptions
     seed: int
     config: dict[str, Any]
+    family: str | None = None
+    """The tuning family this run is a grid point of (at the first seed); None for every other run."""
+    tuned: tuple[tuple[str, Any], ...] = ()
+    """The tuned options' values: its grid point (at the first seed) or the chosen point (at the others)."""
 
     def build_method(self) -> Method:
         return METHODS.get(self.method)(self.method_options)
@@ -51,32 +60,55 @@ def _combinations(sweep: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(sweep[k] for k in keys))]
 
 
-def _method_options(spec: ExperimentSpec, source: str) -> list[tuple[str, MethodOptions, frozenset[str]]]:
-    """(name, options, the option names the config sets) per run of each method."""
+@dataclass(frozen=True)
+class MethodRun:
+    """One configured method run before seeds: its options, the option names the config sets, and its tuning grid."""
+
+    name: str
+    options: MethodOptions
+    given: frozenset[str]
+    tune: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every grid point (one empty point without a grid)."""
+        return _combinations({k: list(v) for k, v in self.tune})
+
+
+def _method_options(spec: ExperimentSpec, source: str) -> list[MethodRun]:
+    """Every configured run of each method (one per `sweep` combination), with its tuning grid."""
     out = []
     for i, m in enumerate(spec.methods):
         cls = METHODS.get(m.name)
         if m.name == BASE:
             raise AuditError(f"{source}: methods[{i}]: 'base' is added to every sweep as the reference; remove it.")
-        for key, values in m.sweep.items():
-            if key not in cls.Options.model_fields:
-                raise AuditError(
-                    f"{source}: methods[{i}].sweep.{key}: {m.name} has no option {key!r} "
-                    f"(options: {', '.join(cls.Options.model_fields)})."
-                )
-            if not values:
-                raise AuditError(f"{source}: methods[{i}].sweep.{key}: give at least one value.")
+        for field_name, grid in (("sweep", m.sweep), ("tune", m.tune)):
+            for key, values in grid.items():
+                if key not in cls.Options.model_fields:
+                    raise AuditError(
+                        f"{source}: methods[{i}].{field_name}.{key}: {m.name} has no option {key!r} "
+                        f"(options: {', '.join(cls.Options.model_fields)})."
+                    )
+                if not values:
+                    raise AuditError(f"{source}: methods[{i}].{field_name}.{key}: give at least one value.")
+        tune = tuple((k, tuple(v)) for k, v in m.tune.items())
         for combo in _combinations(m.sweep):
+            for point in _combinations(m.tune):
+                validate_options(cls.Options, {**m.options, **combo, **point}, source, f"methods[{i}].tune")
             options = validate_options(cls.Options, {**m.options, **combo}, source, f"methods[{i}]")
-            out.append((m.name, options, frozenset(m.options) | frozenset(m.sweep)))
+            out.append(MethodRun(m.name, options, frozenset(m.options) | frozenset(m.sweep) | frozenset(m.tune), tune))
     return out
 
 
 def validate_components(spec: ExperimentSpec, source: str) -> None:
     """Check every task and method name and option before anything is loaded or trained."""
-    for i, t in enumerate(spec.tasks):
-        validate_options(TASKS.get(t.name).Options, t.options, source, f"tasks[{i}].options")
+    tasks = [(i, t, validate_options(TASKS.get(t.name).Options, t.options, source, f"tasks[{i}].options"))
+             for i, t in enumerate(spec.tasks)]
+    tuned = [i for i, m in enumerate(spec.methods) if m.tune]
     _method_options(spec, source)
+    for i, t, options in tasks:
+        if tuned and t.enabled and TASKS.get(t.name).selects_on(options) is None:
+            raise AuditError(f"{source}: methods[{tuned[0]}].tune: task {t.name!r} (tasks[{i}]) has no validation split "
+                             "to choose on; remove 'tune', or tune on a task that has one (debias).")
 
 
 def _budgeted(name: str, options: MethodOptions, given: frozenset[str], spec: ExperimentSpec,
@@ -93,34 +125,44 @@ def run_id(config: dict[str, Any]) -> str:
 
 
 def plan_runs(spec: ExperimentSpec, model_identity: str, precision: str, source: str = "config",
-              model: nn.Module | None = None) -> list[PlannedRun]:
-    """Every run of the sweep; the base model is one run per task and seed (it does not depend on the budget).
+              model: nn.Module | None = None, choices: Mapping[str, dict[str, Any]] | None = None) -> list[PlannedRun]:
+    """Every run of the sweep that can be planned now; the base model is one run per task and seed (it does not depend
+    on the budget). A tuning family's later seeds are planned once `choices` (family -> chosen point) has its choice.
 
     With `budget.params`, each method's size is chosen on `model` (the base model); without a model, as configured.
     """
-    methods = [(BASE, METHODS.get(BASE).Options())] + [
-        (name, _budgeted(name, opts, given, spec, model)) for name, opts, given in _method_options(spec, source)]
+    choices = choices or {}
+    methods = [MethodRun(BASE, METHODS.get(BASE).Options(), frozenset())] + [
+        MethodRun(m.name, _budgeted(m.name, m.options, m.given, spec, model), m.given, m.tune)
+        for m in _method_options(spec, source)]
+    common = {"model": model_identity, "precision": precision, "eval_precision": resolve_precision(spec.eval_precision)}
     runs: dict[str, PlannedRun] = {}
     for i, t in enumerate(spec.tasks):
         if not t.enabled:
             continue
         topts = validate_options(TASKS.get(t.name).Options, t.options, source, f"tasks[{i}].options")
+        task = {"name": t.name, "options": topts.model_dump()}
         for seed in spec.seeds:
-            for name, mopts in methods:
-                config = {
-                    "model": model_identity,
-                    "precision": precision,
-                    "task": {"name": t.name, "options": topts.model_dump()},
-                    "method": {"name": name, "options": mopts.model_dump()},
-                    "seed": seed,
-                }
-                if name != BASE:
+            for m in methods:
+                config = {**common, "task": task, "method": {"name": m.name, "options": m.options.model_dump()}}
+                if m.name != BASE:
                     config["budget"] = spec.budget.model_dump(exclude_none=True)
                     analysis = spec.analysis.model_dump(exclude_defaults=True)  # only non-default options count,
                     if analysis:                                                # so run ids without them stay valid
                         config["analysis"] = analysis
-                rid = run_id(config)
-                runs.setdefault(rid, PlannedRun(rid, t.name, topts, name, mopts, seed, config))
+                family = stable_hash({**config, "tune": m.tune}) if m.tune else None
+                if family is None or seed == spec.seeds[0]:
+                    points, run_family = m.points(), family
+                elif family in choices:
+                    points, run_family = [choices[family]], None
+                else:
+                    continue
+                for point in points:
+                    options = type(m.options).model_validate({**m.options.model_dump(), **point})
+                    run_config = {**config, "method": {"name": m.name, "options": options.model_dump()}, "seed": seed}
+                    rid = run_id(run_config)
+                    runs.setdefault(rid, PlannedRun(rid, t.name, topts, m.name, options, seed, run_config, run_family,
+                                                    tuple(point.items())))
     return list(runs.values())
 
 

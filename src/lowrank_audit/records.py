@@ -49,3 +49,29 @@ class SampleRow:
     split: str | None = None
     kind: str = "eval"
     note: str | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One grid point of a tuning family: its run, the tuned values, and its validation score (None: the run failed
+    or its score is undefined, so it cannot be chosen)."""
+
+    run_id: str
+    point: Mapping[str, Any]
+    score: float | None
+    status: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What tuning chose for one family (a method's configuration at one task, all but the tuned options): the grid
+    point with the lowest validation `metric`, among every candidate."""
+
+    family: str
+    task: str
+    method: str
+    rank: int | None
+    metric: str
+    candidates: tuple[Candidate, ...]
+    chosen: Candidate | None
+    """None: no grid point finished with a defined score (every one diverged)."""

@@ -88,6 +88,8 @@ class RunJob:
     out_dir: Path
     is_reference: bool
     progress: bool
+    eval_precision: str = "fp32"
+    """The precision of its evaluation forward passes (`precision` is its training's)."""
 
     @property
     def folder(self) -> Path:
@@ -103,7 +105,8 @@ class RunJob:
 
 
 class RunContext:
-    """What the runs in one process share: base model, runner, log, and each group's task (built and bound once)."""
+    """What the runs in one process share: base model, runner (at the evaluation precision), log, and each group's task
+    (built and bound once)."""
 
     def __init__(self, loaded: LoadedModel, precision: str, eval_batch_size: int, progress: bool,
                  log: Callable[[str], None] = print_log) -> None:
@@ -133,7 +136,7 @@ def _worker_context(model_json: str, precision: str, eval_batch_size: int) -> Ru
 
 def _context_for(job: RunJob) -> RunContext:
     """This worker's (or launched process's) loaded base, checked to be the one the driver planned the run on."""
-    context = _worker_context(job.spec.model.model_dump_json(), job.precision, job.spec.budget.eval_batch_size)
+    context = _worker_context(job.spec.model.model_dump_json(), job.eval_precision, job.spec.budget.eval_batch_size)
     if context.loaded.identity != job.run.config["model"]:
         raise AuditError(f"this worker loaded base model {context.loaded.identity}, the sweep planned "
                          f"{job.run.config['model']}; give every node the same model files.")
@@ -265,6 +268,8 @@ def score_run(task: Task, measured: Measured, refs: References, seed: int, is_re
     obs = refs.base if measured.observation is None else measured.observation
     full = obs if is_reference else refs.full
     rows = task.score(obs, refs.base, full, seed) + measured.rows
+    if measured.observation is None:  # the base run: it also carries what the task's data are like at this seed
+        rows += task.data_rows(refs.base, seed)
     if measured.spectra is not None:
         rows += weight_update_rows(measured.spectra, None if is_reference else refs.full_spectra, rank,
                                    analysis.intruder_epsilon)

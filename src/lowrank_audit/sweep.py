@@ -4,6 +4,10 @@ Per (task, seed): the base observation is computed once (cached); full fine-tuni
 that it can serve as the reference; then the base run and every other method. A finished run is skipped on a
 re-run; a failed or interrupted one is retried.
 
+Tuning (`tune:` on a method): at the first seed every grid point is a run; once a family's grid has finished, the point
+with the best validation score is chosen (tuning.py) and stored, and the other seeds are planned at it. The full
+fine-tune's grid is handed out first: the chosen point is the reference every other run is scored against.
+
 One run's step (train, save, observe; score) is `run_step.py`; who runs it is the executor (`executors/`): this
 process, sharing the loaded model, a Ray worker, which loads the model itself, or every process of a launch together.
 This process (the driver) scores each run against its group's references and alone writes the store and the cache.
@@ -37,10 +41,12 @@ from .records import Observation
 from .run_step import (Measured, References, RunContext, RunJob, print_log, attempt_run, failure, follow_run,
                        score_run)
 from .store import RunRecord, Store
+from .records import Selection
+from .tuning import choose
 from .store.examples import DATA_DIR, save_examples
 from .store.lock import OutputLock
 from .store.outputs import Pruned, prune_outputs
-from .tasks import Task, task_vocabulary
+from .tasks import TASKS, Task, task_vocabulary
 from .train.launch import launch_state
 
 
@@ -90,20 +96,26 @@ class _Group:
 
     runs: list[PlannedRun]
     refs: References | None = None
-    awaiting_reference: bool = False
-    """Its full fine-tune is out being run: the others' measurements wait in `waiting` to be scored against it."""
+    awaiting: set[str] = field(default_factory=set)
+    """Its full fine-tune candidates out being run: the others' measurements wait in `waiting` to be scored against the
+    chosen one."""
     waiting: list[tuple[RunJob, Measured]] = field(default_factory=list)
+    best: tuple[float | None, str, Measured] | None = None
+    """The candidate measured in this sweep with the best validation score so far (score, run id, measurement)."""
 
     @property
-    def reference(self) -> PlannedRun | None:
-        """The group's full fine-tune (the first, if a config sweeps several)."""
-        return next((r for r in self.runs if r.method == REFERENCE), None)
+    def candidates(self) -> list[PlannedRun]:
+        """The runs that may be the group's reference: the full fine-tune's grid when it is tuned, else the group's
+        full fine-tune (the first, if a config sweeps several)."""
+        full = [r for r in self.runs if r.method == REFERENCE]
+        tuned = [r for r in full if r.family is not None and r.family == full[0].family]
+        return tuned or full[:1]
 
     @property
     def others(self) -> list[PlannedRun]:
-        """Every run but the reference, the base first."""
-        reference = self.reference
-        return sorted((r for r in self.runs if r is not reference), key=lambda r: r.method != BASE)
+        """Every run but the reference candidates, the base first."""
+        candidates = {r.run_id for r in self.candidates}
+        return sorted((r for r in self.runs if r.run_id not in candidates), key=lambda r: r.method != BASE)
 
 
 class Sweep:
@@ -117,41 +129,66 @@ class Sweep:
         self.log = log
         self.executor = executor
         self.precision = resolve_precision(spec.precision)
+        self.eval_precision = resolve_precision(spec.eval_precision)
+        self.source = source
         log(f"loading model ({spec.model.source}) ...")
         self.loaded: LoadedModel = load_model(spec.model, task_vocabulary())
-        self.runs = plan_runs(spec, self.loaded.identity, self.precision, source, self.loaded.model)
-        methods = {r.method_key: r.build_method() for r in self.runs}  # checks and sizes are per distinct method
-        for method in methods.values():
-            method.check(self.loaded.model)
         self.store = Store.in_dir(out_dir)
         try:
             self.store.bind_experiment(*experiment_fingerprint(spec, self.loaded.identity, self.precision))
-            pending = [r for r in self.runs if self.store.status(r.run_id) != "finished"]
-            check_disk_space(out_dir, _weights_bytes(pending, methods, self.loaded.model))
+            self._plan()
         except BaseException:
             self.store.close()
             raise
         self.cache = ObservationCache(out_dir / "cache")
-        self.context = RunContext(self.loaded, self.precision, spec.budget.eval_batch_size, progress, log)
+        self.context = RunContext(self.loaded, self.eval_precision, spec.budget.eval_batch_size, progress, log)
+
+    def _plan(self) -> None:
+        """Plan every run that can be planned now (a tuning family's later seeds once it has a choice), check each
+        distinct method on the model and the disk space the pending runs need, and group the runs."""
+        choices = {s.family: dict(s.chosen.point) for s in self.store.selections() if s.chosen is not None}
+        self.runs = plan_runs(self.spec, self.loaded.identity, self.precision, self.source, self.loaded.model, choices)
+        self.methods = {r.method_key: r.build_method() for r in self.runs}  # checks and sizes are per distinct method
+        for method in self.methods.values():
+            method.check(self.loaded.model)
+        pending = [r for r in self.runs if self.store.status(r.run_id) != "finished"]
+        check_disk_space(self.out_dir, _weights_bytes(pending, self.methods, self.loaded.model))
         self._groups: dict[tuple, _Group] = {}
+        self._families: dict[str, list[PlannedRun]] = {}
         for r in self.runs:
             self._groups.setdefault(r.group, _Group([])).runs.append(r)
+            if r.family is not None:
+                self._families.setdefault(r.family, []).append(r)
 
     # ------------------------------------------------------------------------------------------------
     def run(self) -> SweepResult:
         """Every pending run, group by group, each group's full fine-tune first (the local executor runs them in that
-        order; Ray runs them all at once, and a run measured before its full fine-tune is scored once that is)."""
-        result = SweepResult(self.out_dir, planned=len(self.runs))
-        pending = []
-        for group in self._groups.values():
-            todo = [r for r in group.runs if not self._finished(r)]
-            result.skipped += len(group.runs) - len(todo)
-            if todo and self._pruned(group.reference):
-                result.skipped -= 1  # its weights were removed: it is trained again to be these runs' reference
-            if todo:
-                pending.append(group)
-        if pending:
+        order; Ray runs them all at once, and a run measured before its full fine-tune is scored once that is). With
+        tuning, a second pass runs the later seeds at the points the first pass chose."""
+        result = SweepResult(self.out_dir)
+        for family in self._families:  # a sweep killed between a grid's last run and its choice chooses now
+            self._choose_if_complete(family)
+        self._plan()
+        attempted: set[str] = set()
+        while True:
+            pending, new = [], [r for r in self.runs if r.run_id not in attempted]
+            unchosen = set(self._families) - {s.family for s in self.store.selections()}
+            for group in self._groups.values():
+                if unchosen and group.runs[0].seed != self.spec.seeds[0]:
+                    new = [r for r in new if r.group != group.runs[0].group]
+                    continue  # it waits for its tuned runs, planned once the first seed's grids have chosen
+                todo = [r for r in group.runs if r.run_id not in attempted and not self._finished(r)]
+                if todo and self._pruned(self._chosen_reference(group)):
+                    result.skipped -= 1  # its weights were removed: it is trained again to be these runs' reference
+                if todo:
+                    pending.append(group)
+            result.skipped += sum(self._finished(r) for r in new)
+            attempted |= {r.run_id for r in new}
+            if not pending:
+                break
             self._execute(self._jobs(pending), result)
+            self._plan()
+        result.planned = len(self.runs)
         return result
 
     def _finished(self, run: PlannedRun) -> bool:
@@ -162,24 +199,62 @@ class Sweep:
         return run is not None and self._finished(run) and not (self.out_dir / "runs" / run.run_id).is_dir()
 
     def _jobs(self, groups: list[_Group]) -> Iterator[tuple[RunJob, Observation]]:
-        """Per group: the base observation (computed here, cached), the full fine-tune's job unless it is done, then
-        every other pending run's."""
+        """Per group: the base observation (computed here, cached), the jobs of its full fine-tune candidates that are
+        not done, then every other pending run's."""
         for group in groups:
             first = group.runs[0]
             task = self.context.task(first)
-            base_key = cache_key("base", self.loaded.identity, self.precision, task.fingerprint())
+            base_key = cache_key("base", self.loaded.identity, self.eval_precision, task.fingerprint())
             base_obs = self.cache.get_or_compute(base_key, lambda: task.observe_base(self.context.runner, self.loaded.model))
             self.context.task(first, base_obs)
             self._save_training_data(task, base_obs, first)
-            group.refs, reference = References(base_obs), group.reference
-            if reference is not None and self._finished(reference) and not self._pruned(reference):
+            group.refs = References(base_obs)
+            reference = self._chosen_reference(group)
+            if reference is not None and not self._pruned(reference):
                 group.refs = References(base_obs, *self._reference_observation(reference, task))
-            elif reference is not None:
-                group.awaiting_reference = True
-                yield self._job(reference, group), base_obs
+            else:
+                todo = [reference] if reference is not None else [r for r in group.candidates if not self._finished(r)]
+                group.awaiting = {r.run_id for r in todo}
+                for run in todo:
+                    yield self._job(run, group, is_reference=True), base_obs
             for run in group.others:
                 if not self._finished(run):
                     yield self._job(run, group), base_obs
+
+    def _chosen_reference(self, group: _Group) -> PlannedRun | None:
+        """The group's reference once every candidate has finished or failed: the only candidate, or the chosen grid
+        point of a tuned full fine-tune (None: none finished, or some are still to run)."""
+        candidates = group.candidates
+        if not candidates or any(self.store.status(r.run_id) not in ("finished", "failed") for r in candidates):
+            return None
+        if candidates[0].family is None:
+            return candidates[0] if self._finished(candidates[0]) else None
+        selection = self._choose_if_complete(candidates[0].family)
+        chosen = selection.chosen.run_id if selection and selection.chosen else None
+        return next((r for r in candidates if r.run_id == chosen), None)
+
+    def _choose_if_complete(self, family: str) -> Selection | None:
+        """Choose a family's grid point once each of its runs has finished or failed, and store the choice."""
+        grid = self._families.get(family, [])
+        if not grid or any(self.store.status(r.run_id) not in ("finished", "failed") for r in grid):
+            return None
+        metric = TASKS.get(grid[0].task).selects_on(grid[0].task_options)
+        selection = choose(grid, metric, self.methods[grid[0].method_key].rank, self.store.status,
+                           lambda run_id: self.store.metric_value(run_id, metric))
+        known = {s.family: s for s in self.store.selections()}.get(family)
+        if known != selection:
+            self.store.record_selection(selection)
+            self.log(self._selection_line(selection))
+        return selection
+
+    def _selection_line(self, selection: Selection) -> str:
+        label = selection.method + (f" r={selection.rank}" if selection.rank is not None else "")
+        scores = ", ".join(f"{_point(c.point)}: {'diverged' if c.score is None else f'{c.score:.4f}'}"
+                           for c in selection.candidates)
+        if selection.chosen is None:
+            return f"tuning {selection.task} / {label}: every grid point failed ({scores}); its later seeds are not run"
+        return (f"tuning {selection.task} / {label}: chose {_point(selection.chosen.point)} by {selection.metric} "
+                f"({scores})")
 
     def _save_training_data(self, task: Task, base_obs: Observation, first: PlannedRun) -> None:
         """The group's fine-tuning data as JSONL in `out_dir/data` (a task that cannot build it fails its runs later)."""
@@ -199,36 +274,59 @@ class Sweep:
                                         lambda: task.observe(self.context.runner, model))
         return obs, own_spectra
 
-    def _job(self, run: PlannedRun, group: _Group) -> RunJob:
+    def _job(self, run: PlannedRun, group: _Group, is_reference: bool = False) -> RunJob:
         """Mark the run as running and describe its work; the executor takes it from here."""
         method = run.build_method()  # the run's one method object, from planning to scoring
-        label = f"{run.task} / {run.method}" + (f" r={method.rank}" if method.rank is not None else "") + f" / seed {run.seed}"
-        self.store.start_run(RunRecord(run.run_id, run.task, run.method, method.rank, run.seed, run.config))
+        label = (f"{run.task} / {run.method}" + (f" r={method.rank}" if method.rank is not None else "")
+                 + (f" {_point(dict(run.tuned))}" if run.tuned else "") + f" / seed {run.seed}")
+        self.store.start_run(RunRecord(run.run_id, run.task, run.method, method.rank, run.seed, run.config, run.family))
         self.log(f"run {label} ({run.run_id})")
-        return RunJob(run, method, label, self.spec, self.precision, self.out_dir, is_reference=run is group.reference,
-                      progress=self.progress and not self.executor.remote)
+        return RunJob(run, method, label, self.spec, self.precision, self.out_dir, is_reference=is_reference,
+                      progress=self.progress and not self.executor.remote, eval_precision=self.eval_precision)
 
     def _execute(self, jobs: Iterator[tuple[RunJob, Observation]], result: SweepResult) -> None:
         """Hand the jobs to the executor; score and store each measurement as it arrives (only this process writes).
 
-        A run measured while its group's full fine-tune is still out waits here (its observation held by the driver,
-        its worker free) and is scored when that arrives, against it if it succeeded, else without it."""
+        A run measured while its group's full fine-tune candidates are still out waits here (its observation held by
+        the driver, its worker free) and is scored once they are all in, against the chosen one if one succeeded, else
+        without it."""
         for job, measured in self.executor.run(attempt_run, jobs, self.context):
             if isinstance(measured, Exception):  # the worker died or the task could not run
                 measured = Measured(error=f"{type(measured).__name__}: {measured}")
             group = self._groups[job.run.group]
-            if group.awaiting_reference and not job.is_reference and measured.error is None:
+            if group.awaiting and not job.is_reference and measured.error is None:
                 group.waiting.append((job, measured))
                 self.log(f"run {job.label} measured; it is scored and stored once its group's full fine-tune is")
                 continue
             scored = self._record(job, measured, group.refs, result)
             if job.is_reference:
-                if scored:
-                    group.refs = group.refs.with_reference(measured)
-                group.awaiting_reference = False
-                for waiting in group.waiting:
-                    self._record(*waiting, group.refs, result)
-                group.waiting.clear()
+                self._reference_arrived(group, job, measured if scored else None, result)
+
+    def _reference_arrived(self, group: _Group, job: RunJob, measured: Measured | None, result: SweepResult) -> None:
+        """A full fine-tune candidate is in: once all are, the chosen one becomes the group's reference and the runs
+        that waited for it are scored. Of the candidates measured here only the best so far is held."""
+        group.awaiting.discard(job.run.run_id)
+        if measured is not None:
+            score = self._validation_score(job.run)
+            if group.best is None or (score is not None and (group.best[0] is None or score < group.best[0])):
+                group.best = (score, job.run.run_id, measured)
+        if group.awaiting:
+            return
+        reference = self._chosen_reference(group)
+        if reference is not None and group.best is not None and reference.run_id == group.best[1]:
+            group.refs = group.refs.with_reference(group.best[2])
+        elif reference is not None:
+            group.refs = References(group.refs.base, *self._reference_observation(reference, self.context.task(reference)))
+        group.best = None
+        for waiting in group.waiting:
+            self._record(*waiting, group.refs, result)
+        group.waiting.clear()
+
+    def _validation_score(self, run: PlannedRun) -> float | None:
+        """A tuning run's stored validation score (None for a run that is not a grid point)."""
+        if run.family is None:
+            return None
+        return self.store.metric_value(run.run_id, TASKS.get(run.task).selects_on(run.task_options))
 
     def _record(self, job: RunJob, measured: Measured, refs: References, result: SweepResult) -> bool:
         """Score a measured run and write it to the store, or record its failure; True if it finished."""
@@ -246,12 +344,21 @@ class Sweep:
             self.cache.put(cache_key("run", job.run.run_id, task.fingerprint()), measured.observation)
         self.store.finish_run(job.run.run_id, rows, **extra)
         result.finished += 1
+        if job.run.family is not None:
+            self._choose_if_complete(job.run.family)
         return True
 
     def _fail(self, job: RunJob, error: str, result: SweepResult) -> None:
         self.store.fail_run(job.run.run_id, error)
         result.failed.append((job.run.run_id, error))
         self.log(f"run {job.label} failed: {error.splitlines()[0]}")
+        if job.run.family is not None:
+            self._choose_if_complete(job.run.family)
+
+
+def _point(point: dict) -> str:
+    """A grid point as people read it: 'lr=0.001'."""
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
 
 
 def _executor(spec: ExperimentSpec, processes: int, progress: bool, log: Callable[[str], None]) -> Executor:

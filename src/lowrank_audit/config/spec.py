@@ -49,11 +49,23 @@ class TaskSpec(Strict):
 
 
 class MethodSpec(Strict):
-    """A method with fixed options, plus `sweep`: option -> list of values, one run per combination."""
+    """A method with fixed options, plus `sweep`: option -> list of values, one run per combination, and `tune`: option
+    -> grid, every point trained at the first seed and the one with the best validation objective kept for the others."""
 
     name: str
     options: dict[str, Any] = {}
     sweep: dict[str, list[Any]] = {}
+    tune: dict[str, list[Any]] = {}
+
+    @model_validator(mode="after")
+    def _tune_apart(self) -> "MethodSpec":
+        both = sorted((set(self.tune) & set(self.sweep)) | (set(self.tune) & set(self.options)))
+        if both:
+            raise ValueError(f"option(s) {', '.join(both)} are both tuned and set or swept; give each in one place")
+        empty = sorted(k for k, v in self.tune.items() if not v)
+        if empty:
+            raise ValueError(f"tune.{empty[0]}: give at least one value")
+        return self
 
 
 class BudgetSpec(Strict):
@@ -106,6 +118,10 @@ class ExperimentSpec(Strict):
     seeds: list[int] = Field([0], min_length=1)
     budget: BudgetSpec
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Training precision (auto: bf16 autocast where the hardware runs it fast, else fp32)."""
+    eval_precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    """Precision of every evaluation forward pass. fp32 by default: a bf16 forward moves the base model's category masses
+    by up to 0.009, the size of the group gaps being compared (BENCHMARKS.md)."""
     execution: ExecutionSpec = ExecutionSpec()
     analysis: AnalysisSpec = AnalysisSpec()
 

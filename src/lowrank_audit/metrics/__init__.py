@@ -5,7 +5,7 @@ from .decisions import agreement, flip_rate, group_counts, pooled_rates, rate_ga
 from .divergence import js_divergence, kl_divergence, sequence_kl, shift_recovered, token_kl
 from .fairness import GroupFairness, counterfactual_flip_rate, group_fairness, label_prob_gap
 from .forgetting import sequence_accuracy, sequence_nll
-from .stats import bootstrap_ci, paired_difference
+from .stats import bootstrap_ci, cluster_bootstrap_ci, paired_difference
 from .stereotype import (
     icat, likelihood_difference, lm_score, meaningful_share, pct_stereotype, prefers_stereotype, stereotype_score,
 )
@@ -19,6 +19,7 @@ __all__ = [
     "label_prob_gap",
     "agreement",
     "bootstrap_ci",
+    "cluster_bootstrap_ci",
     "paired_difference",
     "category_mass",
     "effective_rank",

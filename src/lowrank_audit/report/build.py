@@ -13,7 +13,8 @@ from .catalogue import task_metrics
 from .data import ReportData, load
 from .extras import TABLES, WARNED
 from .figures import task_plots
-from .render import ReportView, TaskSection, render_html, render_markdown
+from .render import ReportView, TaskSection, VerdictSection, render_html, render_markdown
+from .verdict import lr_plot, task_verdict
 from .tables import (ERRORS_FILE, errors_text, long_table, metric_columns, results_table, seed_means_table,
                      unfinished_table)
 
@@ -39,6 +40,7 @@ def build_report(out_dir: str | Path) -> ReportPaths:
     tasks = data.tasks()
     sections = [_task_section(data, task, slug, out_dir / "plots") for task, slug in zip(tasks, _slugs(tasks))]
     unfinished = data.unfinished()
+    verdicts = [_verdict_section(data, task, slug, out_dir / "plots") for task, slug in zip(tasks, _slugs(tasks))]
     view = ReportView(
         description=data.experiment.get("description"),
         fingerprint=data.experiment.get("fingerprint"),
@@ -50,15 +52,24 @@ def build_report(out_dir: str | Path) -> ReportPaths:
         version=__version__,
         csv=METRICS_CSV,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        verdicts=[v for v in verdicts if v is not None],
     )
-    paths = ReportPaths(out_dir / "report.html", out_dir / "report.md", [p.path for s in sections for p in s.plots],
-                        out_dir / METRICS_CSV)
+    plots = [v.plot.path for v in view.verdicts if v.plot] + [p.path for s in sections for p in s.plots]
+    paths = ReportPaths(out_dir / "report.html", out_dir / "report.md", plots, out_dir / METRICS_CSV)
     _write_csv(data, paths.csv)
     if any(r.error for r in unfinished):
         (out_dir / ERRORS_FILE).write_text(errors_text(unfinished), encoding="utf-8")
     paths.html.write_text(render_html(view), encoding="utf-8")
     paths.markdown.write_text(render_markdown(view, out_dir), encoding="utf-8")
     return paths
+
+
+def _verdict_section(data: ReportData, task: str, slug: str, plots_dir: Path) -> VerdictSection | None:
+    verdict = task_verdict(data, task)
+    if verdict is None:
+        return None
+    return VerdictSection(task, verdict.reference, [m.sentence() for m in verdict.methods], verdict.table,
+                          lr_plot(data, task, plots_dir, slug))
 
 
 def _task_section(data: ReportData, task: str, slug: str, plots_dir: Path) -> TaskSection:

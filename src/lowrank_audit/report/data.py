@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 from scipy import stats
 
 from ..errors import AuditError
+from ..records import Selection
 from ..store import Store
 from ..store.sqlite import STORE_FILE
 
@@ -43,6 +45,9 @@ class Run:
     status: str
     error: str | None
     metrics: dict[MetricKey, Value] = field(default_factory=dict)
+    tuning: bool = False
+    """A grid point tuning did not choose (or has not chosen yet): shown only where tuning is, never as the method."""
+    config: dict[str, Any] = field(default_factory=dict)
 
     def get(self, metric: str, split: str | None = None, group: str | None = None, layer: int | None = None) -> Value:
         """The stored value, or an undefined Value if the run has no such row."""
@@ -73,13 +78,21 @@ class ReportData:
     store_path: Path
     experiment: dict[str, str]
     runs: list[Run]
+    selections: list[Selection] = field(default_factory=list)
 
     def tasks(self) -> list[str]:
         return sorted({r.task for r in self.runs})
 
     def finished(self, task: str) -> list[Run]:
-        """Finished runs of a task in display order (method, rank, seed)."""
-        return sorted((r for r in self.runs if r.task == task and r.status == "finished"), key=run_order)
+        """Finished runs of a task in display order (method, rank, seed), without the grid points tuning did not
+        choose (they are the tuning's, `tuning_runs`)."""
+        return sorted((r for r in self.runs if r.task == task and r.status == "finished" and not r.tuning),
+                      key=run_order)
+
+    def tuning_runs(self, task: str) -> list[Run]:
+        """Every grid run of a task's tuning, chosen or not, in display order."""
+        grid = {c.run_id for s in self.selections if s.task == task for c in s.candidates}
+        return sorted((r for r in self.runs if r.run_id in grid), key=run_order)
 
     def unfinished(self) -> list[Run]:
         return [r for r in self.runs if r.status != "finished"]
@@ -135,11 +148,13 @@ def load(out_dir: str | Path) -> ReportData:
         experiment = store.experiment()
         run_rows = store.runs()
         metric_rows = store.metrics()
+        selections = store.selections()
     finally:
         store.close()
     if not run_rows:
         raise AuditError(f"the results store {path} has no runs yet. Run an experiment with --out {out_dir} first.")
-    runs = {row["run_id"]: _run(row) for row in run_rows}
+    chosen = {s.chosen.run_id for s in selections if s.chosen is not None}
+    runs = {row["run_id"]: _run(row, chosen) for row in run_rows}
     for m in metric_rows:
         run = runs.get(m["run_id"])
         if run is not None:
@@ -149,11 +164,12 @@ def load(out_dir: str | Path) -> ReportData:
         for name in _RUN_COLUMN_METRICS:
             if row[name] is not None:
                 run.metrics.setdefault((name, None, None, None), Value(float(row[name])))
-    return ReportData(path, experiment, list(runs.values()))
+    return ReportData(path, experiment, list(runs.values()), selections)
 
 
-def _run(row: dict[str, Any]) -> Run:
+def _run(row: dict[str, Any], chosen: set[str]) -> Run:
     return Run(
         run_id=row["run_id"], task=row["task"], method=row["method"], rank=row["rank"], seed=row["seed"],
-        status=row["status"], error=row["error"],
+        status=row["status"], error=row["error"], tuning=row.get("family") is not None and row["run_id"] not in chosen,
+        config=json.loads(row["config_json"]),
     )

@@ -28,6 +28,18 @@ class TaskSection:
 
 
 @dataclass
+class VerdictSection:
+    """The verdict of one task, first in the report: the reference's sentence, one sentence per method, the table and
+    the learning-rate sensitivity plot."""
+
+    task: str
+    reference: str
+    sentences: list[str]
+    table: TableView
+    plot: Plot | None = None
+
+
+@dataclass
 class ReportView:
     """Everything both renderers show; all strings are raw (the renderers escape them)."""
 
@@ -42,6 +54,7 @@ class ReportView:
     generated: str
     csv: str = ""
     """The file beside the report with every stored value (relative to it)."""
+    verdicts: list[VerdictSection] = field(default_factory=list)
 
 
 def render_html(view: ReportView) -> str:
@@ -59,6 +72,14 @@ def render_markdown(view: ReportView, base: Path) -> str:
     out += [_summary_line(view), ""]
     if view.unfinished is not None:
         out += _md_table(view.unfinished, level=2)
+    if view.verdicts:
+        out += ["## Verdict", ""]
+    for v in view.verdicts:
+        out += [f"**{md_escape(v.task)}.** {md_escape(v.reference)}", ""] + [f"- {md_escape(s)}" for s in v.sentences]
+        out += [""] + _md_table(v.table, level=3)
+        if v.plot is not None:
+            out += [f"![{md_escape(v.plot.title)}]({v.plot.path.relative_to(base).as_posix()})", "",
+                    f"*{md_escape(v.plot.caption)}*", ""]
     for task in view.tasks:
         out += [f"## Task: {md_escape(task.name)}", ""]
         for table in task.tables:

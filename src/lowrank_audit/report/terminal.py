@@ -11,13 +11,14 @@ from ..catalogue import COST
 from .catalogue import task_metrics
 from .data import Run, load, run_order, splits_of
 from .tables import fmt_number, fmt_rank
+from .verdict import verdict_lines
 
 _STATUS_STYLE = {"finished": "green", "failed": "bold red", "running": "yellow"}
 
 
 def summary_table(out_dir: str | Path) -> Table:
     """One row per run: identity, status, and the metrics the catalogue gives a terminal heading (`short`)."""
-    runs = sorted(load(out_dir).runs, key=lambda r: (r.task, run_order(r)))
+    runs = sorted((r for r in load(out_dir).runs if not r.tuning), key=lambda r: (r.task, run_order(r)))
     metrics = {m.name: m for task in sorted({r.task for r in runs}) for m in task_metrics(task) if m.short}
     ordered = sorted(metrics.values(), key=lambda m: (not m.per_split, m in COST))  # per split, per run, then cost
     cols: list[tuple[str, str, str | None, int | None]] = [  # heading, metric, split, decimals
@@ -37,6 +38,11 @@ def summary_table(out_dir: str | Path) -> Table:
     for run in runs:
         table.add_row(*_identity(run), *(_cell(run, metric, split, digits) for _, metric, split, digits in cols))
     return table
+
+
+def verdict_text(out_dir: str | Path) -> str:
+    """The report's verdict as plain lines (empty when no task has one)."""
+    return "\n".join(verdict_lines(load(out_dir)))
 
 
 def _identity(run: Run) -> list[Text]:

@@ -70,10 +70,31 @@ def _samples(db: sqlite3.Connection) -> None:
     )
 
 
-TABLES = ("experiment", "runs", "metrics", "samples")
+def _tuning(db: sqlite3.Connection) -> None:
+    """A run's tuning family (NULL: not a grid point), and what tuning chose per family."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE runs ADD COLUMN family TEXT;
+        CREATE TABLE selections (
+            family TEXT PRIMARY KEY,
+            task TEXT NOT NULL,
+            method TEXT NOT NULL,
+            rank INTEGER,
+            metric TEXT NOT NULL,
+            chosen_run_id TEXT,
+            candidates_json TEXT NOT NULL,
+            chosen_at TEXT NOT NULL
+        )
+        """
+    )
+
+
+TABLES = ("experiment", "runs", "metrics", "samples", "selections")
 """The tables the migrations make: a store without one of them is damaged."""
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _initial),
     ("0002_samples", _samples),
+    ("0003_tuning", _tuning),
 ]

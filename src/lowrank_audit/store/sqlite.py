@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import AuditError
-from ..records import MetricRow, SampleRow
+from ..records import Candidate, MetricRow, SampleRow, Selection
 from .migrations import MIGRATIONS, TABLES
 
 STORE_FILE = "results.sqlite"
@@ -28,6 +28,8 @@ class RunRecord:
     rank: int | None
     seed: int
     config: dict[str, Any] = field(default_factory=dict)
+    family: str | None = None
+    """The tuning family the run is a grid point of (None: it is not one)."""
 
 
 def _now() -> str:
@@ -139,11 +141,13 @@ class Store:
             self.db.execute("DELETE FROM metrics WHERE run_id = ?", (run.run_id,))
             self.db.execute("DELETE FROM samples WHERE run_id = ?", (run.run_id,))
             self.db.execute(
-                """INSERT INTO runs (run_id, task, method, rank, seed, status, config_json, started_at)
-                   VALUES (?, ?, ?, ?, ?, 'running', ?, ?)
+                """INSERT INTO runs (run_id, task, method, rank, seed, status, config_json, started_at, family)
+                   VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)
                    ON CONFLICT(run_id) DO UPDATE SET status='running', started_at=excluded.started_at,
-                     finished_at=NULL, error=NULL, config_json=excluded.config_json""",
-                (run.run_id, run.task, run.method, run.rank, run.seed, json.dumps(run.config, sort_keys=True), _now()),
+                     finished_at=NULL, error=NULL, config_json=excluded.config_json,
+                     family=coalesce(excluded.family, runs.family)""",
+                (run.run_id, run.task, run.method, run.rank, run.seed, json.dumps(run.config, sort_keys=True), _now(),
+                 run.family),
             )
 
     def finish_run(
@@ -197,6 +201,30 @@ class Store:
         """Stored samples, optionally of one run and one kind, highest score first."""
         query = "SELECT * FROM samples WHERE (? IS NULL OR run_id = ?) AND (? IS NULL OR kind = ?) ORDER BY score DESC"
         return [dict(r) for r in self.db.execute(query, (run_id, run_id, kind, kind))]
+
+    # tuning ---------------------------------------------------------------------------------------
+    def record_selection(self, selection: Selection) -> None:
+        """Store (or replace) what tuning chose for a family, with every candidate's score."""
+        candidates = [asdict(c) | {"point": dict(c.point)} for c in selection.candidates]
+        with self._transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO selections VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (selection.family, selection.task, selection.method, selection.rank, selection.metric,
+                 selection.chosen.run_id if selection.chosen else None, json.dumps(candidates, sort_keys=True), _now()))
+
+    def selections(self) -> list[Selection]:
+        out = []
+        for r in self.db.execute("SELECT * FROM selections ORDER BY task, method, rank"):
+            candidates = tuple(Candidate(**c) for c in json.loads(r["candidates_json"]))
+            chosen = next((c for c in candidates if c.run_id == r["chosen_run_id"]), None)
+            out.append(Selection(r["family"], r["task"], r["method"], r["rank"], r["metric"], candidates, chosen))
+        return out
+
+    def metric_value(self, run_id: str, metric: str) -> float | None:
+        """The value of a run's summary row of `metric` (no group, no layer; None if it has none)."""
+        row = self.db.execute("SELECT value FROM metrics WHERE run_id = ? AND metric = ? AND group_name IS NULL "
+                              "AND layer IS NULL ORDER BY split LIMIT 1", (run_id, metric)).fetchone()
+        return None if row is None else row["value"]
 
     def metric_rows(self, run_id: str) -> list[MetricRow]:
         rows = self.db.execute("SELECT * FROM metrics WHERE run_id = ?", (run_id,)).fetchall()

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from ..catalogue import MetricInfo
+from ..catalogue import Headline, MetricInfo
 from ..evaluate.runner import Runner
 from ..metrics import bootstrap_ci, sequence_kl
 from ..records import Example, MetricRow, Observation, SampleRow
@@ -45,6 +45,16 @@ class Task(ABC):
     Options: ClassVar[type[TaskOptions]]
     metrics: ClassVar[tuple[MetricInfo, ...]] = ()
     """The catalogue of what `score` stores (how the report and the terminal show it), the results table's order."""
+    headline: ClassVar[Headline | None] = None
+    """The metrics the report's verdict compares with full fine-tuning (None: the task has no verdict yet)."""
+    validation_metric: ClassVar[str | None] = None
+    """The metric `score` stores on the task's validation split, lower is better, that tuning selects on: the held-out
+    loss of the fine-tuning objective (never an audited fairness outcome). None: the task has no validation split yet."""
+
+    @classmethod
+    def selects_on(cls, options: TaskOptions) -> str | None:
+        """The validation metric under these options (None: this configuration has no validation split)."""
+        return cls.validation_metric
 
     def __init__(self, options: TaskOptions, tokenizer: PreTrainedTokenizerBase) -> None:
         self.options = options
@@ -77,6 +87,11 @@ class Task(ABC):
 
     def bind(self, base: Observation) -> None:
         """Receive the base observation before any other model is observed (evaluation data built from it)."""
+
+    def data_rows(self, base: Observation, seed: int) -> list[MetricRow]:
+        """Properties of the task's data at `seed`, stored with the base run (e.g. how much of the shift the training
+        data themselves describe); none by default."""
+        return []
 
     def samples(self, obs: Observation) -> list[SampleRow]:
         """Texts stored with the run (e.g. generated completions and their scores); none by default."""

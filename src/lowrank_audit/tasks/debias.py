@@ -5,6 +5,10 @@ over the lexicon words are read exactly from log-probabilities. The target q of 
 the pooled distribution across groups (every group weighted equally), so the fine-tuning data asks for
 the same attribute distribution for every group. The counterfactual fine-tuning data are the train
 prompts completed with words drawn from q.
+
+Every fourth (template, term) pair of the training prompts is the validation split: never trained on, never reported,
+used only to choose a method's learning rate (its loss is the fine-tuning objective's held-out loss).
+Intervals resample the units the prompts are built from (templates and terms), not the prompts.
 """
 
 from __future__ import annotations
@@ -18,21 +22,25 @@ from pydantic import NonNegativeInt, PositiveInt
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from ..catalogue import DRIFT_NEUTRAL, KL_TO_FULL, MetricInfo
+from ..catalogue import DRIFT_NEUTRAL, KL_TO_FULL, Headline, MetricInfo
 from ..hashing import stable_hash
 from ..errors import AuditError
 from ..evaluate.runner import Runner
-from ..metrics import bootstrap_ci, category_mass, group_gap, js_divergence, kl_divergence, shift_recovered, token_kl
+from ..metrics import (category_mass, cluster_bootstrap_ci, group_gap, js_divergence, kl_divergence, shift_recovered,
+                       token_kl)
 from ..records import Example, MetricRow, Observation
 from .base import Task, TaskOptions, sequence_kl_row, words_of
 from .lexicon import IDENTITY_GROUPS, LEXICONS, NEUTRAL_TEXT, AttributeLexicon, Prompt
 
 SPLITS = ("train", "heldout_templates", "heldout_terms", "heldout_both")
+"""The reported splits. `validation` prompts are in none of them."""
+VALIDATION = "validation"
 
 
 class DebiasOptions(TaskOptions):
     target: Literal["pooled", "uniform"] = "pooled"
-    """pooled: each template's distribution averaged over groups (base model); uniform: every word alike."""
+    """pooled: each template's distribution averaged over groups (base model; a training template over its training
+    terms only); uniform: every word alike."""
     samples_per_prompt: PositiveInt = 4
     """Completions drawn from the target for each training prompt."""
     token_kl_sequences: PositiveInt = 48
@@ -40,6 +48,9 @@ class DebiasOptions(TaskOptions):
     bootstrap_resamples: PositiveInt = 1000
     lens_prompts: NonNegativeInt = 24
     """Prompts decoded at every layer by the logit lens (0 turns the lens off)."""
+    validation_every: NonNegativeInt = 4
+    """Every n-th (template, term) pair of each group's training prompts is the validation split, in a Latin-square
+    pattern so every training template and term keeps the others (0: no validation split, so no tuning)."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,11 @@ class Lexicon:
     dropped: list[str]
 
 
-def _split(template_heldout: bool, term_heldout: bool) -> str:
+def _split(template: int, n_train_templates: int, term: int, n_train_terms: int, validation_every: int) -> str:
+    """A prompt's split from its template's and term's index; validation pairs come from train templates and terms."""
+    template_heldout, term_heldout = template >= n_train_templates, term >= n_train_terms
+    if not (template_heldout or term_heldout) and validation_every and (template + term) % validation_every == 0:
+        return VALIDATION
     return SPLITS[int(template_heldout) + 2 * int(term_heldout)]
 
 
@@ -83,7 +98,17 @@ class DebiasTask(Task):
                    interval=False, table=False),
         MetricInfo("lens_category_mass", "Lens category mass", digits=3, per_split=False, groups="lexicon/category",
                    interval=False, table=False),
+        MetricInfo("validation_loss", "Validation loss (what tuning selects on)", "nats", 4, False, interval=False,
+                   table=False),
+        MetricInfo("data_ceiling", "Data ceiling: SR of the training completions", digits=2, higher_is_better=True,
+                   interval=False, table=False),
     )
+    validation_metric = "validation_loss"
+    headline = Headline("shift_recovered", "group_gap", "train", "data_ceiling")
+
+    @classmethod
+    def selects_on(cls, options: DebiasOptions) -> str | None:
+        return cls.validation_metric if options.validation_every else None
 
     def __init__(self, options: DebiasOptions, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__(options, tokenizer)
@@ -128,8 +153,8 @@ class DebiasTask(Task):
             for axis, groups in IDENTITY_GROUPS.items():
                 for group, terms in groups.items():
                     for k, term in enumerate(terms):
-                        split = _split(t >= n_train_templates, k == len(terms) - 1)
-                        out.append(Prompt(template.format(term=term), t, axis, group, split))
+                        split = _split(t, n_train_templates, k, len(terms) - 1, self.options.validation_every)
+                        out.append(Prompt(template.format(term=term), t, axis, group, split, term))
         return out
 
     def _eval_sequences(self) -> list[str]:
@@ -180,11 +205,12 @@ class DebiasTask(Task):
             prompts = self.prompts[lex.name]
             q = np.zeros((n_t, len(lex.words)))
             for t in range(n_t):
-                groups = sorted({(p.axis, p.group) for p in prompts if p.template == t})
-                per_group = [
-                    p0[[i for i, p in enumerate(prompts) if p.template == t and (p.axis, p.group) == g]].mean(0)
-                    for g in groups
-                ]
+                # a training template's target comes from its training terms only, so held-out rows change no choice
+                own = [i for i, p in enumerate(prompts) if p.template == t]
+                trained = [i for i in own if prompts[i].split != "heldout_terms"]
+                own = trained or own
+                groups = sorted({(prompts[i].axis, prompts[i].group) for i in own})
+                per_group = [p0[[i for i in own if (prompts[i].axis, prompts[i].group) == g]].mean(0) for g in groups]
                 q[t] = np.mean(per_group, axis=0)
             out[lex.name] = q
         return out
@@ -202,27 +228,40 @@ class DebiasTask(Task):
         return examples
 
     # scoring -----------------------------------------------------------------------------------------
-    def score(self, obs: Observation, base: Observation, full: Observation | None, seed: int) -> list[MetricRow]:
-        q = self.targets(base)
-        n_boot = self.options.bootstrap_resamples
-        kl_m, kl_0, splits = [], [], []
+    def _per_prompt(self, q: dict[str, np.ndarray], obs: Observation, base: Observation) -> dict[str, np.ndarray]:
+        """Per prompt of every lexicon: KL(q||p_m), KL(q||p_0), its split, and the template and term it is built from
+        (with the strata they are resampled within: a template within its lexicon, a term within its group)."""
+        cols: dict[str, list] = {k: [] for k in ("km", "k0", "split", "template", "lexicon", "term", "group")}
         for lex in self.lexicons:
             key = f"lexicon/{lex.name}"
             prompts = self.prompts[lex.name]
             q_rows = q[lex.name][[p.template for p in prompts]]
-            kl_m.append(kl_divergence(q_rows, _probs(obs[key])))
-            kl_0.append(kl_divergence(q_rows, _probs(base[key])))
-            splits += [p.split for p in prompts]
-        km, k0, split_arr = np.concatenate(kl_m), np.concatenate(kl_0), np.array(splits)
+            cols["km"].append(kl_divergence(q_rows, _probs(obs[key])))
+            cols["k0"].append(kl_divergence(q_rows, _probs(base[key])))
+            cols["split"] += [p.split for p in prompts]
+            cols["template"] += [f"{lex.name}/{p.template}" for p in prompts]
+            cols["lexicon"] += [lex.name] * len(prompts)
+            cols["term"] += [f"{p.group_name}/{p.term}" for p in prompts]
+            cols["group"] += [p.group_name for p in prompts]
+        return {k: np.concatenate(v) if k in ("km", "k0") else np.array(v) for k, v in cols.items()}
+
+    def score(self, obs: Observation, base: Observation, full: Observation | None, seed: int) -> list[MetricRow]:
+        q = self.targets(base)
+        n_boot = self.options.bootstrap_resamples
+        per = self._per_prompt(q, obs, base)
+        km, k0 = per["km"], per["k0"]
 
         rows: list[MetricRow] = []
         for split in SPLITS:
-            sel = split_arr == split
-            lo, hi = bootstrap_ci(np.mean, km[sel], n_resamples=n_boot, seed=seed)
+            sel = per["split"] == split
+            factors = [(per["template"][sel], per["lexicon"][sel]), (per["term"][sel], per["group"][sel])]
+            lo, hi = cluster_bootstrap_ci(np.mean, km[sel], factors=factors, n_resamples=n_boot, seed=seed)
             rows.append(MetricRow("target_fit", float(km[sel].mean()), split=split, ci_low=lo, ci_high=hi))
-            lo, hi = bootstrap_ci(shift_recovered, km[sel], k0[sel], n_resamples=n_boot, seed=seed)
+            lo, hi = cluster_bootstrap_ci(shift_recovered, km[sel], k0[sel], factors=factors, n_resamples=n_boot, seed=seed)
             rows.append(MetricRow("shift_recovered", shift_recovered(km[sel], k0[sel]), split=split, ci_low=lo, ci_high=hi))
             rows += self._group_rows(obs, split)
+        if self.options.validation_every:
+            rows.append(MetricRow("validation_loss", self.validation_loss(q, obs), split=VALIDATION))
 
         rows.append(self._sequence_kl("drift_neutral", base, obs, "neutral", seed))
         if full is not None:
@@ -230,6 +269,39 @@ class DebiasTask(Task):
         if "lens/logp" in obs:
             rows += self._lens_rows(obs, base, full)
         return rows
+
+    def validation_loss(self, q: dict[str, np.ndarray], obs: Observation) -> float:
+        """The fine-tuning objective's held-out loss on the validation prompts, exactly: the expected cross-entropy
+        -sum_w q(w) log p(w) of a completion drawn from the target (p over the whole vocabulary, as in training)."""
+        losses = []
+        for lex in self.lexicons:
+            idx = [i for i, p in enumerate(self.prompts[lex.name]) if p.split == VALIDATION]
+            templates = [self.prompts[lex.name][i].template for i in idx]
+            logp = obs[f"lexicon/{lex.name}"][idx].double().numpy()
+            losses.append(-(q[lex.name][templates] * logp).sum(1))
+        return float(np.concatenate(losses).mean())
+
+    def data_rows(self, base: Observation, seed: int) -> list[MetricRow]:
+        """`data_ceiling`: the shift recovered on train prompts by the training completions' own distribution (per
+        template, pooled over the prompts that share its target; add-1/2 smoothed, the Krichevsky-Trofimov estimator,
+        since a word the samples missed has probability 0). With a few samples per prompt, sampling noise keeps it
+        below 1: no method can be asked to recover more than the data describe."""
+        q = self.targets(base)
+        counts = {lex.name: np.full(q[lex.name].shape, 0.5) for lex in self.lexicons}
+        words = {lex.name: {" " + w: i for i, w in enumerate(lex.words)} for lex in self.lexicons}
+        where = {p.text: (lex.name, p.template) for lex in self.lexicons for p in self.prompts[lex.name]}
+        for ex in self.train_examples(base, seed):
+            name, template = where[ex.prompt]
+            counts[name][template, words[name][ex.completion]] += 1
+        km, k0 = [], []
+        for lex in self.lexicons:
+            prompts = [p for p in self.prompts[lex.name] if p.split == "train"]
+            t = [p.template for p in prompts]
+            empirical = counts[lex.name] / counts[lex.name].sum(1, keepdims=True)
+            km.append(kl_divergence(q[lex.name][t], empirical[t]))
+            idx = [i for i, p in enumerate(self.prompts[lex.name]) if p.split == "train"]
+            k0.append(kl_divergence(q[lex.name][t], _probs(base[f"lexicon/{lex.name}"])[idx]))
+        return [MetricRow("data_ceiling", shift_recovered(np.concatenate(km), np.concatenate(k0)), split="train")]
 
     def _lens_rows(self, obs: Observation, base: Observation, full: Observation | None) -> list[MetricRow]:
         """Per layer (1 = first block, L = the output): KL to the base and to the full fine-tune over the

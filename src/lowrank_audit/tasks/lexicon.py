@@ -55,6 +55,8 @@ class Prompt:
     axis: str
     group: str
     split: str
+    term: str = ""
+    """The identity term filled in (a unit the prompts are built from, resampled by the clustered bootstrap)."""
 
     @property
     def group_name(self) -> str:

@@ -103,3 +103,28 @@ def test_bootstrap_is_paired():
     assert lo == pytest.approx(0.25) and hi == pytest.approx(0.25)
     with pytest.raises(ValueError, match="same length"):
         bootstrap_ci(np.mean, a, b[:10])
+
+
+def test_cluster_bootstrap_matches_the_enumerated_bootstrap_distribution():
+    """Crossed factors (3 templates x 4 terms, terms in two strata): the Monte Carlo interval matches the quantiles of
+    the exact bootstrap distribution, enumerated over every equally likely draw of templates and terms."""
+    import itertools
+
+    from lowrank_audit.metrics import cluster_bootstrap_ci
+
+    rng = np.random.default_rng(3)
+    templates, terms = np.repeat(np.arange(3), 4), np.tile(np.arange(4), 3)
+    x = rng.normal(size=3)[templates] + 0.5 * rng.normal(size=4)[terms] + 0.1 * rng.normal(size=12)
+    strata = terms // 2  # terms 0, 1 belong to one group, 2, 3 to another
+    exact = []
+    for t_draw in itertools.product(range(3), repeat=3):
+        for a in itertools.product((0, 1), repeat=2):
+            for b in itertools.product((2, 3), repeat=2):
+                rows = [i for t in t_draw for k in a + b for i in range(12) if templates[i] == t and terms[i] == k]
+                exact.append(x[rows].mean())
+    lo, hi = cluster_bootstrap_ci(np.mean, x, factors=[(templates, np.zeros(12)), (terms, strata)],
+                                  n_resamples=20000, seed=0)
+    assert lo == pytest.approx(np.quantile(exact, 0.025), abs=0.03)
+    assert hi == pytest.approx(np.quantile(exact, 0.975), abs=0.03)
+    iid = bootstrap_ci(np.mean, x, n_resamples=2000, seed=0)
+    assert hi - lo > 1.5 * (iid[1] - iid[0])  # rows that share a template are not independent

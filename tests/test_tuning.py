@@ -10,7 +10,6 @@ import torch
 from scipy import stats
 
 from lowrank_audit import run_step
-from lowrank_audit.errors import AuditError
 from lowrank_audit.experiment import load_spec, narrow
 from lowrank_audit.report import build_report
 from lowrank_audit.report.data import load
@@ -173,9 +172,12 @@ def test_the_verdict_pairs_each_method_with_full_by_seed(tuned):
     assert any(p.name.endswith("lr-sensitivity.png") for p in paths.plots)
 
 
-def test_tune_is_refused_where_a_task_has_no_validation_split():
-    spec = load_spec(None, "smoke")
-    methods = [spec.methods[0].model_copy(update={"tune": {"lr": [1e-3]}, "options": {}})]
-    from lowrank_audit.plan import validate_components
-    with pytest.raises(AuditError, match=r"methods\[0\]\.tune: task 'classification'.*no validation split"):
-        validate_components(spec.model_copy(update={"methods": methods}), "config")
+def test_a_task_without_a_validation_split_runs_the_grids_middle_at_every_seed():
+    from lowrank_audit.plan import plan_runs, untuned_tasks
+
+    spec = narrow(load_spec(None, "smoke"), ["classification"])
+    methods = [spec.methods[0].model_copy(update={"tune": {"lr": [1e-4, 1e-3, 1e-2]}, "options": {}})]
+    spec = spec.model_copy(update={"methods": methods, "seeds": [0, 1]})
+    assert untuned_tasks(spec) == ["classification"]
+    full = [r for r in plan_runs(spec, "m", "fp32") if r.method == "full"]
+    assert [(r.seed, r.method_options.lr, r.family) for r in full] == [(0, 1e-3, None), (1, 1e-3, None)]

@@ -92,23 +92,26 @@ def _method_options(spec: ExperimentSpec, source: str) -> list[MethodRun]:
                     raise AuditError(f"{source}: methods[{i}].{field_name}.{key}: give at least one value.")
         tune = tuple((k, tuple(v)) for k, v in m.tune.items())
         for combo in _combinations(m.sweep):
-            for point in _combinations(m.tune):
-                validate_options(cls.Options, {**m.options, **combo, **point}, source, f"methods[{i}].tune")
             options = validate_options(cls.Options, {**m.options, **combo}, source, f"methods[{i}]")
+            for point in _combinations(m.tune) if m.tune else []:
+                validate_options(cls.Options, {**m.options, **combo, **point}, source, f"methods[{i}].tune")
             out.append(MethodRun(m.name, options, frozenset(m.options) | frozenset(m.sweep) | frozenset(m.tune), tune))
     return out
 
 
 def validate_components(spec: ExperimentSpec, source: str) -> None:
     """Check every task and method name and option before anything is loaded or trained."""
-    tasks = [(i, t, validate_options(TASKS.get(t.name).Options, t.options, source, f"tasks[{i}].options"))
-             for i, t in enumerate(spec.tasks)]
-    tuned = [i for i, m in enumerate(spec.methods) if m.tune]
+    for i, t in enumerate(spec.tasks):
+        validate_options(TASKS.get(t.name).Options, t.options, source, f"tasks[{i}].options")
     _method_options(spec, source)
-    for i, t, options in tasks:
-        if tuned and t.enabled and TASKS.get(t.name).selects_on(options) is None:
-            raise AuditError(f"{source}: methods[{tuned[0]}].tune: task {t.name!r} (tasks[{i}]) has no validation split "
-                             "to choose on; remove 'tune', or tune on a task that has one (debias).")
+
+
+def untuned_tasks(spec: ExperimentSpec) -> list[str]:
+    """The enabled tasks a tuned method cannot be tuned on (no validation split): there it runs at its grid's middle."""
+    if not any(m.tune for m in spec.methods):
+        return []
+    return [t.name for t in spec.tasks if t.enabled and TASKS.get(t.name).selects_on(
+        TASKS.get(t.name).Options.model_validate(t.options)) is None]
 
 
 def _budgeted(name: str, options: MethodOptions, given: frozenset[str], spec: ExperimentSpec,
@@ -151,7 +154,9 @@ def plan_runs(spec: ExperimentSpec, model_identity: str, precision: str, source:
                     if analysis:                                                # so run ids without them stay valid
                         config["analysis"] = analysis
                 family = stable_hash({**config, "tune": m.tune}) if m.tune else None
-                if family is None or seed == spec.seeds[0]:
+                if family is not None and TASKS.get(t.name).selects_on(topts) is None:
+                    points, run_family = [{k: v[len(v) // 2] for k, v in m.tune}], None  # nothing to choose on
+                elif family is None or seed == spec.seeds[0]:
                     points, run_family = m.points(), family
                 elif family in choices:
                     points, run_family = [choices[family]], None

@@ -36,7 +36,7 @@ from .executors import EXECUTORS, Executor, LaunchedExecutor
 from .executors.launched import follow_jobs, leading
 from .methods import Method
 from .models import LoadedModel, load_model, resolve_precision
-from .plan import BASE, REFERENCE, PlannedRun, experiment_fingerprint, plan_runs
+from .plan import BASE, REFERENCE, PlannedRun, experiment_fingerprint, plan_runs, untuned_tasks
 from .records import Observation
 from .run_step import (Measured, References, RunContext, RunJob, print_log, attempt_run, failure, follow_run,
                        score_run)
@@ -131,6 +131,8 @@ class Sweep:
         self.precision = resolve_precision(spec.precision)
         self.eval_precision = resolve_precision(spec.eval_precision)
         self.source = source
+        for name in untuned_tasks(spec):
+            log(f"task {name} has no validation split to tune on: its tuned methods run at their grid's middle value")
         log(f"loading model ({spec.model.source}) ...")
         self.loaded: LoadedModel = load_model(spec.model, task_vocabulary())
         self.store = Store.in_dir(out_dir)

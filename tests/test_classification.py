@@ -89,9 +89,13 @@ def test_verbalizer_prediction_is_the_argmax_over_label_words_by_hand(task, tiny
 def test_training_data_is_prompt_plus_true_label_word(task):
     examples = task.train_examples({}, seed=0)
     data = builtin_data(2)
-    assert len(examples) == len(data.train)
-    assert [e.completion for e in examples] == [" " + label for label in data.train.labels]
+    trained = [i for i in range(len(data.train)) if i % 5 != 4]  # every fifth row is the validation split
+    assert len(examples) == len(trained)
+    assert [e.completion for e in examples] == [" " + data.train.labels[i] for i in trained]
     assert examples[0].prompt == task.prompt(data.train.texts[0]) and examples[0].prompt.endswith("good or bad?\nAnswer:")
+    validation = {task.prompt(data.train.texts[i]) for i in range(4, len(data.train), 5)}
+    assert task.prompts["validation"] and set(task.prompts["validation"]) == validation
+    assert not validation & {e.prompt for e in examples}
 
 
 def test_spurious_correlation_in_the_train_split_only(tiny):
@@ -206,3 +210,15 @@ def test_contextual_calibration_divides_by_the_content_free_distribution(tiny, b
     uncalibrated = ClassificationTask(ClassificationOptions(heldout_actions=2), tiny.tokenizer)
     assert set(uncalibrated.predictions(obs)["test"]) == {"good"}
     assert base_obs["label_logp/content_free"].shape == (1, 2)
+
+
+def test_validation_loss_is_the_training_loss_on_the_validation_rows(task, tiny, base_obs):
+    """What tuning selects on equals the training loop's own loss (completion_loss) on the held-out rows."""
+    from lowrank_audit.records import Example
+    from lowrank_audit.train.loop import batches, completion_loss, encode_examples
+
+    examples = [Example(task.prompt(t), " " + label) for t, label in zip(task.validation.texts, task.validation.labels)]
+    ids, mask, labels = next(batches(encode_examples(examples, tiny.tokenizer), len(examples), 0, tiny.tokenizer.pad_token_id))
+    with torch.no_grad():
+        expected = completion_loss(tiny.model, ids, mask, labels).item()
+    assert task.validation_loss(base_obs) == pytest.approx(expected, rel=1e-5)

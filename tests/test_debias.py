@@ -159,3 +159,23 @@ def test_lens_rows_agree_with_the_output_at_the_last_layer(task, base_obs):
     prof = p[:, lex.word_category == lex.categories.index("professional")].sum(1).mean()
     last = {(r.group_name, r.layer): r.value for r in rows if r.metric == "lens_category_mass"}
     assert last[f"{lex.name}/professional", n_layers] == pytest.approx(prof, abs=1e-5)
+
+
+def test_validation_loss_is_the_expected_training_loss_on_the_validation_prompts(task, tiny, base_obs):
+    """-sum_w q(w) log p(w) per validation prompt, recomputed from the training loop's own loss on each (prompt, word)
+    example (the first 3 validation prompts of each lexicon): the loss a completion drawn from the target has, in
+    expectation; the task's validation loss is their mean over every validation prompt."""
+    from lowrank_audit.records import Example
+    from lowrank_audit.train.loop import completion_loss, encode_examples
+
+    q = task.targets(base_obs)
+    per_prompt = task.validation_losses(q, base_obs)
+    for lex in task.lexicons:
+        for k, p in enumerate([p for p in task.prompts[lex.name] if p.split == VALIDATION][:3]):
+            losses = []
+            for ids, labels in encode_examples([Example(p.text, " " + w) for w in lex.words], tiny.tokenizer):
+                with torch.no_grad():
+                    losses.append(completion_loss(tiny.model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long),
+                                                  torch.tensor([labels])).item())
+            assert per_prompt[lex.name][k] == pytest.approx(float(np.dot(q[lex.name][p.template], losses)), rel=1e-5)
+    assert task.validation_loss(q, base_obs) == pytest.approx(np.concatenate(list(per_prompt.values())).mean())

@@ -27,7 +27,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
@@ -71,6 +71,9 @@ class ClassificationOptions(TaskOptions):
     """Contextual calibration (Zhao et al. 2021): divide each label's probability by its probability for the
     content-free text 'N/A', removing a model's constant preference for one label word."""
     bootstrap_resamples: PositiveInt = 1000
+    validation_every: NonNegativeInt = 5
+    """Every n-th row of the train split is the validation split: not trained on, not reported, only for tuning
+    (0: none, so no tuning)."""
 
     @model_validator(mode="after")
     def _check(self) -> ClassificationOptions:
@@ -83,6 +86,21 @@ class ClassificationOptions(TaskOptions):
         if self.spurious_correlation > 0 and self.data != BUILTIN:
             raise ValueError("spurious_correlation applies to the built-in data only (data: builtin)")
         return self
+
+
+VALIDATION = "validation"
+
+
+def _hold_out(train: Split, every: int) -> tuple[Split, Split]:
+    """(train without its validation rows, every `every`-th row of it)."""
+    rows = range(len(train))
+    keep = [i for i in rows if not every or i % every != every - 1]
+    held = [i for i in rows if every and i % every == every - 1]
+
+    def pick(idx: list[int]) -> Split:
+        return Split([train.texts[i] for i in idx], [train.labels[i] for i in idx], [train.groups[i] for i in idx],
+                     None if train.cluster is None else [train.cluster[i] for i in idx])
+    return pick(keep), pick(held)
 
 
 class ClassificationTask(Task):
@@ -101,7 +119,14 @@ class ClassificationTask(Task):
         MetricInfo("label_prob_gap", "Label probability gap", digits=3, higher_is_better=False, groups="axis",
                    table=False),
         MetricInfo("label_kl_to_full", "Label KL to full", "nats", 4, False, table=False),
+        MetricInfo("validation_loss", "Validation loss (what tuning selects on)", "nats", 4, False, interval=False,
+                   table=False),
     )
+    validation_metric = "validation_loss"
+
+    @classmethod
+    def selects_on(cls, options: ClassificationOptions) -> str | None:
+        return cls.validation_metric if options.validation_every else None
 
     def __init__(self, options: ClassificationOptions, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__(options, tokenizer)
@@ -114,7 +139,9 @@ class ClassificationTask(Task):
         if self.positive not in self.labels:
             raise AuditError(f"positive_label {self.positive!r} is not one of the labels {self.labels}. Set options.positive_label.")
         self.token_ids = self._label_tokens()
-        self.prompts = {name: [self.prompt(t) for t in split.texts] for name, split in self.data.evals.items()}
+        self.train, self.validation = _hold_out(self.data.train, options.validation_every)
+        evaluated = {**self.data.evals, **({VALIDATION: self.validation} if len(self.validation) else {})}
+        self.prompts = {name: [self.prompt(t) for t in split.texts] for name, split in evaluated.items()}
 
     @classmethod
     def vocabulary(cls) -> list[str]:
@@ -167,7 +194,7 @@ class ClassificationTask(Task):
         return obs
 
     def train_examples(self, base: Observation, seed: int) -> list[Example]:
-        train = spurious_subsample(self.data.train, self.options.spurious_correlation, self.positive, seed)
+        train = spurious_subsample(self.train, self.options.spurious_correlation, self.positive, seed)
         word = dict(zip(self.labels, self.words))
         return [Example(self.prompt(t), " " + word[label]) for t, label in zip(train.texts, train.labels)]
 
@@ -199,7 +226,16 @@ class ClassificationTask(Task):
                 lo, hi = bootstrap_ci(np.mean, kl, n_resamples=self.options.bootstrap_resamples, seed=seed)
                 rows.append(MetricRow("label_kl_to_full", float(kl.mean()), split=name, ci_low=lo, ci_high=hi))
         rows.append(self._drift(base, obs, seed))
+        if len(self.validation):
+            rows.append(MetricRow("validation_loss", self.validation_loss(obs), split=VALIDATION))
         return rows
+
+    def validation_loss(self, obs: Observation) -> float:
+        """The fine-tuning objective's held-out loss: mean -log p(true label's word | prompt) on the validation rows,
+        p over the whole vocabulary as in training."""
+        column = {label: i for i, label in enumerate(self.labels)}
+        logp = obs[f"label_logp/{VALIDATION}"].double().numpy()
+        return float(-np.mean([logp[i, column[label]] for i, label in enumerate(self.validation.labels)]))
 
     def _split_rows(self, name: str, split: Split, pred: np.ndarray, p_pos: np.ndarray, seed: int) -> list[MetricRow]:
         y, groups = np.array(split.labels), np.array(split.groups)

@@ -273,13 +273,17 @@ class DebiasTask(Task):
     def validation_loss(self, q: dict[str, np.ndarray], obs: Observation) -> float:
         """The fine-tuning objective's held-out loss on the validation prompts, exactly: the expected cross-entropy
         -sum_w q(w) log p(w) of a completion drawn from the target (p over the whole vocabulary, as in training)."""
-        losses = []
+        return float(np.concatenate(list(self.validation_losses(q, obs).values())).mean())
+
+    def validation_losses(self, q: dict[str, np.ndarray], obs: Observation) -> dict[str, np.ndarray]:
+        """Per lexicon, that expected loss of each of its validation prompts (in prompt order)."""
+        out = {}
         for lex in self.lexicons:
             idx = [i for i, p in enumerate(self.prompts[lex.name]) if p.split == VALIDATION]
             templates = [self.prompts[lex.name][i].template for i in idx]
             logp = obs[f"lexicon/{lex.name}"][idx].double().numpy()
-            losses.append(-(q[lex.name][templates] * logp).sum(1))
-        return float(np.concatenate(losses).mean())
+            out[lex.name] = -(q[lex.name][templates] * logp).sum(1)
+        return out
 
     def data_rows(self, base: Observation, seed: int) -> list[MetricRow]:
         """`data_ceiling`: the shift recovered on train prompts by the training completions' own distribution (per

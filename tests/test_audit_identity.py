@@ -92,7 +92,7 @@ def test_same_method_and_rank_stay_two_named_rows_and_a_later_reference_rescores
     assert all(len(v.runs) == 1 for v in variants)  # never pooled as seeds
     report = build_report(out).markdown.read_text()
     assert "debias: mean over seeds" not in report
-    for name in ("first (lora)", "second (lora)", "dora-one (dora)", "shift recovered and target fit are not shown"):
+    for name in ("first (lora)", "second (lora)", "dora-one (dora)", "Shift recovered and target fit are not shown"):
         assert name in report
 
     with monkeypatch.context() as mp:  # the reference is new: only it is loaded, the adapters come from the cache

@@ -46,7 +46,7 @@ MITIGATION_LAMBDA = 0.75
 TARGET_METRICS = frozenset({"shift_recovered", "target_fit"})
 """Metrics measured against the task's own target q: meaningless for adapters trained toward another target, so not
 stored unless the audit says the adapters were trained on the task's data (`task_target`)."""
-NO_TARGET_NOTE = ("shift recovered and target fit are not shown: they measure the shift toward lowrank-audit's own "
+NO_TARGET_NOTE = ("Shift recovered and target fit are not shown: they measure the shift toward lowrank-audit's own "
                   "target for this task, and these adapters were trained toward theirs (pass --task-target if they were "
                   "trained on this task's data).")
 
@@ -223,7 +223,8 @@ class Audit:
 
     def _measured(self, slot: Slot, base_obs: Observation) -> Measured:
         """The slot's measurement (observation, spectra, forgetting), from the cache when an earlier audit made it."""
-        key = cache_key("audited", self.common, slot.method, slot.source, self.task.fingerprint())
+        weights = {k: v for k, v in slot.source.items() if k not in ("name", "role")}  # a renamed adapter is the same
+        key = cache_key("audited", self.common, slot.method, weights, self.task.fingerprint())
         measured = self.cache.get(key)
         if measured is None:
             self.log(f"audit {slot.label}")

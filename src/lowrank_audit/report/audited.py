@@ -23,8 +23,9 @@ def audited_table(data: ReportData, task: str) -> TableView | None:
         return None
     cols = [Column("Adapter", numeric=False), Column("Method", numeric=False), Column("Rank"),
             Column("Adapted modules", numeric=False), Column("Notes", numeric=False)]
-    rows = [[r.name or r.method, r.method, fmt_rank(r.rank), adapted_modules(r), " ".join(dict.fromkeys(r.notes))]
-            for r in runs]
+    shared = [n for n in dict.fromkeys(runs[0].notes) if all(n in r.notes for r in runs)]  # said once, below
+    rows = [[r.name or r.method, r.method, fmt_rank(r.rank), adapted_modules(r),
+             " ".join(n for n in dict.fromkeys(r.notes) if n not in shared)] for r in runs]
     return TableView(f"{task}: audited adapters", cols, rows,
-                     "Rank: the largest rank any adapted module has (AdaLoRA: after its budget pruning). Weight metrics "
-                     "are means over the adapted modules only.")
+                     " ".join(["Rank: the largest rank any adapted module has (AdaLoRA: after its budget pruning). "
+                               "Weight metrics are means over the adapted modules only.", *shared]))

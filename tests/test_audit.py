@@ -39,9 +39,10 @@ def metrics_of(out, run_id):
             for m in Store.in_dir(out).metrics() if m["run_id"] == run_id and m["metric"] not in COST}
 
 
-def audit_spec(spec, adapters, reference=None):
+def audit_spec(spec, adapters, reference=None, **more):
+    """The sweep's adapters were trained toward the task's own target, so shift recovered applies (task_target)."""
     return AuditSpec(base=ModelSpec(source="tiny"), adapters=adapters, reference=reference, task="debias",
-                     task_options=spec.tasks[0].options, seed=0, precision=spec.precision)
+                     task_options=spec.tasks[0].options, seed=0, precision=spec.precision, task_target=True, **more)
 
 
 def test_audit_reproduces_the_metrics_run_stored(swept, tmp_path):
@@ -71,6 +72,9 @@ def test_adapter_for_another_base_is_refused(swept, tmp_path):
     other = load_model(ModelSpec(source="tiny", tiny=TinyModelSpec(hidden_size=32, intermediate_size=64)), task_vocabulary())
     method = METHODS.get("lora")(METHODS.get("lora").Options(rank=2))
     model = method.prepare(copy.deepcopy(other.model))
+    for key, p in model.named_parameters():
+        if "lora_B" in key:  # trained: a zero adapter is refused before its shapes are compared
+            p.data.fill_(0.1)
     method.save(model, tmp_path / "adapter")
     with pytest.raises(AuditError, match="does not fit this base model"):
         run_audit(audit_spec(spec, [tmp_path / "adapter"]), tmp_path / "out", progress=False, log=quiet)
@@ -80,7 +84,7 @@ def test_adapter_that_changes_nothing_is_refused_by_name(swept, tmp_path, tiny):
     spec, _, _ = swept
     method = METHODS.get("lora")(METHODS.get("lora").Options(rank=2))
     method.save(method.prepare(copy.deepcopy(tiny.model)), tmp_path / "untrained")  # B = 0: no change
-    with pytest.raises(AuditError, match=r"adapter .*untrained.*identical to the base model"):
+    with pytest.raises(AuditError, match=r"adapter .*untrained: every lora_B in adapter_model.safetensors is zero"):
         run_audit(audit_spec(spec, [tmp_path / "untrained"]), tmp_path / "out", progress=False, log=quiet)
 
 
@@ -96,10 +100,10 @@ def test_audit_command_line(swept, tmp_path):
     lora = out / runs["lora", 1]["artifact"]
     options = [a for k, v in spec.tasks[0].options.items() for a in ("--option", f"{k}={v}")]
     proc = subprocess.run([sys.executable, "-m", "lowrank_audit", "audit", "--base", "tiny", "--adapter", str(lora),
-                           "--precision", "fp32", "--out", str(tmp_path / "a"), "--no-progress", *options],
-                          capture_output=True, text=True, env=dict(os.environ), timeout=300)
+                           "--name", "mine", "--precision", "fp32", "--out", str(tmp_path / "a"), "--no-progress",
+                           *options], capture_output=True, text=True, env=dict(os.environ), timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "a" / "report.html").is_file()
+    assert (tmp_path / "a" / "report.html").is_file() and "mine (lora)" in (tmp_path / "a" / "report.md").read_text()
     proc = subprocess.run([sys.executable, "-m", "lowrank_audit", "audit", "--base", "tiny", "--adapter",
                            str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "not a PEFT adapter folder" in proc.stderr and "Traceback" not in proc.stderr

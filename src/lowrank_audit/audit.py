@@ -1,8 +1,10 @@
 """`audit`: evaluate adapters trained elsewhere (standard PEFT folders) and an optional full fine-tune
 reference with every metric of a task, into the same store and report as `run`.
 
-The base model is loaded once; each adapter is attached to a copy, checked to fit the base and to change
-its outputs, observed and scored against the base and the reference. A re-run skips finished audits.
+Each adapter is read first (refused when damaged or zero, flagged when made for another base) and identified by its
+name, method with variant and real rank. The base model is loaded once, and only when something is new; each adapter
+is attached to a copy, checked to change its outputs, measured once (kept in the cache) and scored against the base
+and the reference. A reference given later re-scores the stored adapters from their kept measurements.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict
-from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from .config.load import validate_options
@@ -23,7 +25,10 @@ from .errors import AuditError
 from .evaluate import ObservationCache, Runner
 from .evaluate.cache import cache_key
 from .methods.full import FullFineTuning, FullOptions
-from .models import load_model, resolve_precision
+from .audit_cache import MeasuredCache
+from .audit_inputs import (ADAPTER_WEIGHTS, AdapterInfo, adapter_names, check_safetensors, digest, inspect_adapter,
+                           method_name)
+from .models import load_model, model_identity, resolve_precision
 from .plan import BASE, REFERENCE, run_id
 from .records import Observation
 from .store import RunRecord, Store
@@ -32,11 +37,18 @@ from .run_step import Measured, References, measure_model, score_run
 from .sweep import SweepResult, check_writable
 from .tasks import TASKS, Task, task_vocabulary
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
+__all__ = ["ADAPTER_WEIGHTS", "AuditSpec", "base_spec", "load_adapter", "method_name", "run_audit"]
+
 REDUCED = "-intruders-reduced"
 """Suffix of the method name under which an adapter is audited after the intruder mitigation."""
 MITIGATION_LAMBDA = 0.75
 """Share of each intruder direction the mitigation subtracts (PEFT's default `mitigation_lambda`)."""
+TARGET_METRICS = frozenset({"shift_recovered", "target_fit"})
+"""Metrics measured against the task's own target q: meaningless for adapters trained toward another target, so not
+stored unless the audit says the adapters were trained on the task's data (`task_target`)."""
+NO_TARGET_NOTE = ("Shift recovered and target fit are not shown: they measure the shift toward lowrank-audit's own "
+                  "target for this task, and these adapters were trained toward theirs (pass --task-target if they were "
+                  "trained on this task's data).")
 
 
 class AuditSpec(BaseModel):
@@ -50,11 +62,17 @@ class AuditSpec(BaseModel):
     task: str
     task_options: dict[str, Any] = {}
     seed: int = 0
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"
+    """The precision of every evaluation forward pass (an audit trains nothing); fp32 by default, as in sweeps."""
     eval_batch_size: int = 32
     analysis: AnalysisSpec = AnalysisSpec()
     reduce_intruders: bool = False
     """Also audit each LoRA adapter after PEFT's intruder mitigation (`reduce_intruder_dimension`), beside the original."""
+    names: list[str] = []
+    """One name per adapter, in order (default: each adapter's folder name); the name identifies the audited run."""
+    task_target: bool = False
+    """The adapters were trained toward the task's own target (its training data): only then is shift recovered
+    (and target fit) meaningful, and stored."""
 
 
 def base_spec(text: str) -> ModelSpec:
@@ -64,66 +82,10 @@ def base_spec(text: str) -> ModelSpec:
     return ModelSpec(source=text) if text in ("default", "tiny") else ModelSpec(source="hf", path=text)
 
 
-def _digest(path: Path) -> str:
-    """Content hash of a weights file, so an audit re-runs when the adapter changes."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def _adapter_config(folder: Path) -> dict[str, Any]:
-    """The adapter folder's config, once its weights file is known to read back (a truncated copy is refused here)."""
-    if not (folder / "adapter_config.json").is_file():
-        if (folder / "config.json").is_file() and any(folder.glob("*.safetensors")):
-            raise AuditError(f"{folder} looks like a full model (config.json and safetensors weights, no "
-                             "adapter_config.json), not a PEFT adapter: pass a full fine-tune as --reference.")
-        raise AuditError(f"{folder} is not a PEFT adapter folder (no adapter_config.json). Save adapters with save_pretrained().")
-    if not (folder / ADAPTER_WEIGHTS).is_file():
-        raise AuditError(f"{folder} has no {ADAPTER_WEIGHTS}; only safetensors weights are loaded (re-save with safe_serialization=True).")
-    check_safetensors(folder / ADAPTER_WEIGHTS)
-    try:
-        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AuditError(f"{folder / 'adapter_config.json'} is not valid JSON ({e}); re-save the adapter.") from None
-    if not isinstance(config, dict):
-        raise AuditError(f"{folder / 'adapter_config.json'} holds no JSON object; re-save the adapter.")
-    return config
-
-
-def check_safetensors(path: Path) -> None:
-    """Refuse a weights file that does not read back whole (truncated, damaged), naming it: opening it makes
-    safetensors check its header and that the file holds every byte the header lists."""
-    try:
-        with safe_open(str(path), framework="pt"):
-            pass
-    except (SafetensorError, OSError) as e:
-        raise AuditError(f"{path} is damaged or truncated ({e}); copy or save it again.") from None
-
-
-def method_name(config: dict[str, Any]) -> str:
-    """The method an adapter config describes, with the LoRA variant it uses: PEFT records DoRA, rsLoRA scaling and
-    PiSSA/OLoRA initialisation as options of peft_type LORA, so they are named here (dora, lora+rslora, lora+pissa)."""
-    name = str(config.get("peft_type", "adapter")).lower()
-    if name != "lora":
-        return name
-    name = "dora" if config.get("use_dora") else "lora"
-    tags = ["rslora"] if config.get("use_rslora") else []
-    init = config.get("init_lora_weights", True)
-    if isinstance(init, str):
-        tags.append(init.split("_")[0].lower())  # pissa, pissa_niter_16, olora, gaussian, eva, corda, loftq
-    return "+".join([name, *tags])
-
-
 def load_adapter(base: nn.Module, folder: Path) -> nn.Module:
     """Attach a PEFT adapter to a copy of `base`; a clear error when it was trained for another model."""
     from peft import PeftModel
 
-    _adapter_config(folder)
-    with safe_open(str(folder / ADAPTER_WEIGHTS), framework="pt") as f:
-        if not list(f.keys()):
-            raise AuditError(f"adapter {folder} holds no weights.")
     try:
         return PeftModel.from_pretrained(copy.deepcopy(base), folder)
     except (ValueError, RuntimeError, KeyError) as e:
@@ -151,101 +113,157 @@ def load_reference(base: nn.Module, folder: Path) -> nn.Module:
         raise AuditError(f"reference {folder} does not fit this base model: {str(e).splitlines()[0]}") from None
 
 
+@dataclass(frozen=True)
+class Slot:
+    """One audited model: method and rank, `source` (its identity, part of the run id), how to load it (None: the
+    base, scored on its own observation), its label and warnings; `keep_left`: singular vectors its cache keeps."""
+
+    method: str
+    rank: int | None
+    source: dict[str, Any]
+    label: str
+    load: Callable[[nn.Module], nn.Module] | None = None
+    keep_left: int | None = None
+    warnings: tuple[str, ...] = ()
+
+
 class Audit:
     """Evaluate existing weights the way a sweep evaluates trained ones."""
 
     def __init__(self, spec: AuditSpec, out_dir: Path, progress: bool, log: Callable[[str], None]) -> None:
-        self.spec, self.out_dir, self.log = spec, out_dir, log
-        for folder in spec.adapters:
-            config = _adapter_config(folder)
-            if spec.reduce_intruders and (config.get("peft_type") != "LORA" or config.get("use_dora")):
-                raise AuditError(f"--reduce-intruders applies PEFT's mitigation, which takes LoRA adapters only; {folder} "
-                                 f"is {'DoRA' if config.get('use_dora') else config.get('peft_type')}. Leave it out of "
-                                 "this audit or drop --reduce-intruders.")
+        self.spec, self.out_dir, self.progress, self.log = spec, out_dir, progress, log
+        names = adapter_names(spec.adapters, spec.names)
+        self.adapters = [inspect_adapter(folder, name, spec.base) for folder, name in zip(spec.adapters, names)]
+        for info in self.adapters:
+            if spec.reduce_intruders and (info.config.get("peft_type") != "LORA" or info.config.get("use_dora")):
+                raise AuditError(f"--reduce-intruders applies PEFT's mitigation, which takes LoRA adapters only; "
+                                 f"{info.folder} is {'DoRA' if info.config.get('use_dora') else info.config.get('peft_type')}. "
+                                 "Leave it out of this audit or drop --reduce-intruders.")
+            for warning in info.warnings:
+                log(f"warning: {warning}")
         self.precision = resolve_precision(spec.precision)
-        options = validate_options(TASKS.get(spec.task).Options, spec.task_options, "audit", "task_options")
+        self.options = validate_options(TASKS.get(spec.task).Options, spec.task_options, "audit", "task_options")
         self.store = Store.in_dir(out_dir)
-        log("loading base model ...")
-        self.loaded = load_model(spec.base, task_vocabulary())
-        desc = f"audit on {self.loaded.identity} ({self.precision})"
+        identity = model_identity(spec.base, task_vocabulary())
+        desc = f"audit on {identity} ({self.precision})"
         self.store.bind_experiment(hashlib.sha256(desc.encode()).hexdigest()[:16], desc)
-        self.task: Task = TASKS.get(spec.task)(options, self.loaded.tokenizer)
-        self.runner = Runner(self.loaded.tokenizer, self.precision, spec.eval_batch_size, progress)
-        self.cache = ObservationCache(out_dir / "cache")
-        self.common = {"model": self.loaded.identity, "precision": self.precision, "seed": spec.seed,
-                       "task": {"name": spec.task, "options": options.model_dump()}}
+        self.common = {"model": identity, "precision": self.precision, "seed": spec.seed,
+                       "task": {"name": spec.task, "options": self.options.model_dump()}}
         if spec.analysis.model_dump(exclude_defaults=True):  # only non-default options: old audit ids stay valid
             self.common["analysis"] = spec.analysis.model_dump(exclude_defaults=True)
+        self.cache = MeasuredCache(out_dir / "cache")
 
     def run(self) -> SweepResult:
-        per_adapter = 1 + self.spec.reduce_intruders
-        result = SweepResult(self.out_dir, planned=1 + per_adapter * len(self.spec.adapters) + bool(self.spec.reference))
-        base = self.loaded.model
-        base_obs = self.cache.get_or_compute(cache_key("base", self.loaded.identity, self.precision, self.task.fingerprint()),
-                                             lambda: self.task.observe_base(self.runner, base))
+        reference = self._reference()
+        scored = {"reference": reference.source if reference else None, "task_target": self.spec.task_target}
+        slots = [Slot(BASE, None, {}, "base")] + ([reference] if reference else [])
+        slots += [s for info in self.adapters for s in self._adapter_slots(info)]
+        todo = [s for s in slots if not self._current(s, scored)]
+        result = SweepResult(self.out_dir, planned=len(slots), skipped=len(slots) - len(todo))
+        if not todo:
+            self.log(f"nothing to do: all {len(slots)} audited models are in the store, scored against "
+                     f"{'reference ' + reference.source['reference'] if reference else 'no reference'}.")
+            return result
+        self._load()
+        base_obs = self.base_cache.get_or_compute(
+            cache_key("base", self.loaded.identity, self.precision, self.task.fingerprint()),
+            lambda: self.task.observe_base(self.runner, self.loaded.model))
         self.task.bind(base_obs)
         refs = References(base_obs)
+        if reference is not None:
+            refs = refs.with_reference(self._measured(reference, base_obs))
+        for slot in todo:
+            self._write(result, slot, Measured() if slot.load is None else self._measured(slot, base_obs), refs, scored)
+        return result
+
+    def _load(self) -> None:
+        """The base model, the task and the runner: loaded only when some audited model is new or to be re-scored."""
+        self.log("loading base model ...")
+        self.loaded = load_model(self.spec.base, task_vocabulary())
+        self.task: Task = TASKS.get(self.spec.task)(self.options, self.loaded.tokenizer)
+        self.runner = Runner(self.loaded.tokenizer, self.precision, self.spec.eval_batch_size, self.progress)
+        self.base_cache = ObservationCache(self.out_dir / "cache")
+
+    def _reference(self) -> Slot | None:
+        """The full fine-tune every audited model is scored against: the one given now, else the one the store was
+        last scored against (a later audit without --reference keeps it), else none."""
         if self.spec.reference is not None:
             folder = self.spec.reference.resolve()
-            digest = _digest(folder / "model.safetensors")
-            key = cache_key("reference", digest, self.task.fingerprint(), self.precision)
-            measured = self._measure(load_reference(base, folder), base_obs, f"reference {folder}",
-                                     lambda m: self.cache.get_or_compute(key, lambda: self.task.observe(self.runner, m)))
-            refs = refs.with_reference(measured)
-            self._write(result, REFERENCE, None, {"reference": str(folder), "digest": digest}, measured, refs)
-        self._write(result, BASE, None, {}, Measured(), refs)
-        for folder in (f.resolve() for f in self.spec.adapters):
-            config = _adapter_config(folder)
-            digest = _digest(folder / ADAPTER_WEIGHTS)
-            rank = config.get("r")
-            method = method_name(config)
-            source = {"adapter": str(folder), "digest": digest}
-            todo = [(method, source)]
-            if self.spec.reduce_intruders:
-                todo.append((f"{method}{REDUCED}", {**source, "intruders_reduced": self._mitigation()}))
-            todo = [(m, s) for m, s in todo if self.store.status(self._run_id(m, s)) != "finished"]
-            result.skipped += 1 + self.spec.reduce_intruders - len(todo)
-            if not todo:
-                continue
-            self.log(f"audit {folder}")
-            model = load_adapter(base, folder)
-            for name, where in todo:
-                if "intruders_reduced" in where:  # after the original's audit: this changes the active adapter
-                    reduce_intruders(model, self.spec.analysis)
-                label = f"adapter {folder}" + (" with its intruders reduced" if name != method else "")
-                measured = self._measure(model, base_obs, label, lambda m: self.task.observe(self.runner, m))
-                self._write(result, name, rank, where, measured, refs)
-        return result
+            if not (folder / "model.safetensors").is_file():
+                raise AuditError(f"reference {folder} has no model.safetensors (a full fine-tune saved with save_pretrained()).")
+            source = {"reference": str(folder), "digest": digest(folder / "model.safetensors")}
+        else:
+            stored = [json.loads(r["config_json"]).get("scored_against") or {} for r in self.store.runs()
+                      if r["method"] == REFERENCE and r["status"] == "finished"]
+            source = next((s["reference"] for s in stored if s.get("reference")), None)
+            if source is None:
+                return None
+        folder = Path(source["reference"])
+        return Slot(REFERENCE, None, {**source, "role": "reference"}, f"reference {folder}",
+                    lambda base: load_reference(base, folder))
+
+    def _adapter_slots(self, info: AdapterInfo) -> list[Slot]:
+        """The adapter's audit, and with --reduce-intruders its audit after the mitigation."""
+        slot = Slot(info.method, info.rank, info.source, f"adapter {info.name} ({info.folder})",
+                    lambda base: load_adapter(base, info.folder), info.rank, info.warnings)
+        if not self.spec.reduce_intruders:
+            return [slot]
+
+        def reduced(base: nn.Module) -> nn.Module:
+            model = load_adapter(base, info.folder)
+            reduce_intruders(model, self.spec.analysis)
+            return model
+
+        return [slot, replace(slot, method=f"{info.method}{REDUCED}", label=f"{slot.label} with its intruders reduced",
+                              source={**info.source, "intruders_reduced": self._mitigation()}, load=reduced)]
 
     def _mitigation(self) -> dict[str, Any]:
         """What the intruder mitigation is run with (part of the mitigated audit's identity)."""
         a = self.spec.analysis
         return {"top_k": a.intruder_top_k, "epsilon": a.intruder_epsilon, "lambda": MITIGATION_LAMBDA}
 
-    def _measure(self, model: nn.Module, base_obs: Observation, label: str,
-                 observe: Callable[[nn.Module], Observation]) -> Measured:
-        """The run step's measurement of one audited model (observation, spectra, forgetting)."""
-        return measure_model(model, self.loaded.model, base_obs, label, observe, self.runner, self.spec.analysis,
-                             self.spec.seed)[0]
+    def _measured(self, slot: Slot, base_obs: Observation) -> Measured:
+        """The slot's measurement (observation, spectra, forgetting), from the cache when an earlier audit made it."""
+        weights = {k: v for k, v in slot.source.items() if k not in ("name", "role")}  # a renamed adapter is the same
+        key = cache_key("audited", self.common, slot.method, weights, self.task.fingerprint())
+        measured = self.cache.get(key)
+        if measured is None:
+            self.log(f"audit {slot.label}")
+            model = slot.load(self.loaded.model)
+            measured = measure_model(model, self.loaded.model, base_obs, slot.label,
+                                     lambda m: self.task.observe(self.runner, m), self.runner, self.spec.analysis,
+                                     self.spec.seed)[0]
+            self.cache.put(key, measured, slot.keep_left)
+        return measured
 
-    def _config(self, method: str, source: dict[str, Any]) -> dict[str, Any]:
-        return {**self.common, "method": {"name": method}, "audit": source}
+    def _identity(self, slot: Slot) -> dict[str, Any]:
+        """What the audited run's id is made of (not what it is scored against, which a later audit may change)."""
+        source = {k: v for k, v in slot.source.items() if slot.method != REFERENCE or k == "role"}
+        return {**self.common, "method": {"name": slot.method}, "audit": source}
 
-    def _run_id(self, method: str, source: dict[str, Any]) -> str:
-        return run_id(self._config(method, source))
+    def _current(self, slot: Slot, scored: dict[str, Any]) -> bool:
+        """The slot's run is finished in the store and was scored against `scored` (reference and target)."""
+        rid = run_id(self._identity(slot))
+        if self.store.status(rid) != "finished":
+            return False
+        row = next(r for r in self.store.runs() if r["run_id"] == rid)
+        return json.loads(row["config_json"]).get("scored_against") == scored
 
-    def _write(self, result: SweepResult, method: str, rank: int | None, source: dict[str, Any], measured: Measured,
-               refs: References) -> None:
-        """Score one audited model (the run step's scoring, as in a sweep) and store it, unless it is already stored."""
-        config = self._config(method, source)
-        rid = run_id(config)
-        if self.store.status(rid) == "finished":
-            result.skipped += 1
-            return
-        self.store.start_run(RunRecord(rid, self.spec.task, method, rank, self.spec.seed, config))
-        measured.extra["artifact"] = source.get("adapter") or source.get("reference")
-        rows, extra = score_run(self.task, measured, refs, self.spec.seed, method == REFERENCE, rank,
+    def _write(self, result: SweepResult, slot: Slot, measured: Measured, refs: References,
+               scored: dict[str, Any]) -> None:
+        """Score one audited model (the run step's scoring, as in a sweep) and store it with what it was scored
+        against, the notes the report shows beside it, and its name."""
+        identity = self._identity(slot)
+        rid = run_id(identity)
+        notes = list(slot.warnings) + ([] if self.spec.task_target else [NO_TARGET_NOTE])
+        config = {**identity, "scored_against": scored, "notes": notes}
+        self.store.start_run(RunRecord(rid, self.spec.task, slot.method, slot.rank, self.spec.seed, config))
+        measured = replace(measured, extra={**measured.extra, "artifact": slot.source.get("adapter")
+                                            or slot.source.get("reference")})
+        rows, extra = score_run(self.task, measured, refs, self.spec.seed, slot.method == REFERENCE, slot.rank,
                                 self.spec.analysis)
+        if not self.spec.task_target:
+            rows = [r for r in rows if r.metric not in TARGET_METRICS]
         self.store.finish_run(rid, rows, **extra)
         result.finished += 1
 

@@ -113,10 +113,14 @@ def audit(
     task: Annotated[str, typer.Option(help="Task whose metrics to compute.")] = "debias",
     option: Annotated[Optional[list[str]], typer.Option("--option", help="Task option KEY=VALUE (repeatable).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the task's sampling and bootstrap.")] = 0,
-    precision: Annotated[str, typer.Option(help="fp32, bf16 or auto.")] = "auto",
+    precision: Annotated[str, typer.Option(help="Evaluation precision: fp32, bf16 or auto.")] = "fp32",
     out: Annotated[Optional[Path], typer.Option(help="Output folder. Default: runs/audit-<timestamp>.")] = None,
     reduce_intruders: Annotated[bool, typer.Option(
         help="Also audit each LoRA adapter after PEFT's intruder-dimension mitigation (top_k 10, epsilon 0.5).")] = False,
+    name: Annotated[Optional[list[str]], typer.Option(
+        "--name", help="A name per adapter, in the order of --adapter (default: the adapter's folder name).")] = None,
+    task_target: Annotated[bool, typer.Option(
+        help="The adapters were trained on this task's own data: also show shift recovered toward its target.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Evaluate adapters trained elsewhere against the base (and a full fine-tune) with a task's metrics."""
@@ -136,7 +140,8 @@ def audit(
     out_dir = out or Path("runs") / datetime.now().strftime("audit-%Y%m%d-%H%M%S")
     try:
         spec = AuditSpec(base=base_spec(base), adapters=adapter, reference=reference, task=task,
-                         task_options=options, seed=seed, precision=precision, reduce_intruders=reduce_intruders)
+                         task_options=options, seed=seed, precision=precision, reduce_intruders=reduce_intruders,
+                         names=name or [], task_target=task_target)
     except ValidationError as e:
         raise AuditError(format_validation_error(e, "command line")) from None
     result = run_audit(spec, out_dir, progress=progress, log=_log)

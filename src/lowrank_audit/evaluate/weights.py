@@ -123,14 +123,21 @@ def _where(name: str) -> tuple[int | None, str]:
     return (int(match.group(1)) + 1 if match else None), name.rsplit(".", 1)[-1]
 
 
-SUMMED = frozenset({"weight_intruders"})
+SUMMED = frozenset({"weight_intruders", "weight_adapted_matrices"})
 """Metrics whose per-module-type and overall rows are sums over matrices (the paper counts intruders summed over the
 target modules), not means."""
+COUNTED = frozenset({"weight_adapted_matrices"})
+"""Metrics stored per module type and overall only (a per-matrix row would always read 1)."""
 
 
 def weight_update_rows(own: dict[str, Spectrum], full: dict[str, Spectrum] | None, rank: int | None,
                        intruder_epsilon: float = 0.5) -> list[MetricRow]:
-    """Per matrix (layer, module type) and averaged (intruders: summed) per module type and overall:
+    """Per adapted matrix (layer, module type) and averaged (intruders: summed) per module type and overall, over the
+    matrices the method adapts only (a dW that is exactly zero, a module the method does not target, would enter the
+    means with effective rank 0 and an overlap of arbitrary singular vectors):
+
+    weight_adapted_matrices how many matrices the method adapts (per module type and overall), so the report says
+                            which modules the means are over
 
     weight_effective_rank   effective rank of dW_m
     weight_update_norm      ||dW_m||_F
@@ -142,7 +149,10 @@ def weight_update_rows(own: dict[str, Spectrum], full: dict[str, Spectrum] | Non
     """
     per: dict[str, list[tuple[int | None, str, float]]] = {}
     for name, spec in own.items():
+        if not spec.singular_values.any():
+            continue
         layer, module = _where(name)
+        per.setdefault("weight_adapted_matrices", []).append((layer, module, 1.0))
         per.setdefault("weight_effective_rank", []).append((layer, module, effective_rank(spec.singular_values)))
         per.setdefault("weight_update_norm", []).append((layer, module, float(np.sqrt((spec.singular_values**2).sum()))))
         if spec.top_cosines is not None:
@@ -155,7 +165,8 @@ def weight_update_rows(own: dict[str, Spectrum], full: dict[str, Spectrum] | Non
     rows = []
     for metric, values in per.items():
         total = np.sum if metric in SUMMED else np.mean
-        rows += [MetricRow(metric, v, group_name=module, layer=layer) for layer, module, v in values]
+        if metric not in COUNTED:
+            rows += [MetricRow(metric, v, group_name=module, layer=layer) for layer, module, v in values]
         for module in sorted({m for _, m, _ in values}):
             rows.append(MetricRow(metric, float(total([v for _, m, v in values if m == module])), group_name=module))
         rows.append(MetricRow(metric, float(total([v for _, _, v in values]))))

@@ -28,7 +28,7 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
-def _load_hf(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+def _load_hf(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     name = str(spec.path)
@@ -54,8 +54,7 @@ def _load_hf(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase,
             f"could not load model {name!r}: {str(e).splitlines()[0]} "
             "(a hub id needs network access or a filled HF cache; weights must be safetensors)."
         ) from None
-    ident = str(local.resolve()) if local.exists() else f"hub:{name}@{spec.revision or 'main'}"
-    return model, tokenizer, ident
+    return model, tokenizer
 
 
 def _refuse_remote_code(config_file: Path) -> None:
@@ -73,24 +72,32 @@ def _refuse_remote_code(config_file: Path) -> None:
                          "(trust_remote_code is off). Use a model whose architecture transformers ships.")
 
 
+def model_identity(spec: ModelSpec, vocabulary: list[str] | None = None) -> str:
+    """The identity `load_model` gives `spec`'s model, without loading its weights (what a re-run checks first)."""
+    if spec.source == "default":
+        gguf = default.gguf_path()
+        return f"default:{gguf.name}:{gguf.stat().st_size}"
+    if spec.source == "hf":
+        local = Path(str(spec.path)).expanduser()
+        return str(local.resolve()) if local.exists() else f"hub:{spec.path}@{spec.revision or 'main'}"
+    return f"tiny:{stable_hash([spec.tiny.model_dump(), tiny.tiny_tokenizer(vocabulary or []).get_vocab()])}"
+
+
 def load_model(spec: ModelSpec, vocabulary: list[str] | None = None) -> LoadedModel:
     """Load the model of `spec`; `vocabulary` is the word list a tiny model's tokenizer must cover."""
     if spec.source == "default":
         model, tokenizer = default.load_default()
-        gguf = default.gguf_path()
-        ident = f"default:{gguf.name}:{gguf.stat().st_size}"
         desc = default.MODEL_NAME
     elif spec.source == "hf":
-        model, tokenizer, ident = _load_hf(spec)
+        model, tokenizer = _load_hf(spec)
         desc = str(spec.path)
     else:
         tokenizer = tiny.tiny_tokenizer(vocabulary or [])
         model = tiny.tiny_model(spec.tiny, vocab_size=len(tokenizer))
-        ident = f"tiny:{stable_hash([spec.tiny.model_dump(), tokenizer.get_vocab()])}"
         desc = f"tiny random Llama ({spec.tiny.num_layers} layers, hidden {spec.tiny.hidden_size})"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = model.float().eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return LoadedModel(model=model, tokenizer=tokenizer, identity=ident, description=desc)
+    return LoadedModel(model=model, tokenizer=tokenizer, identity=model_identity(spec, vocabulary), description=desc)

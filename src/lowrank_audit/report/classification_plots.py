@@ -46,10 +46,10 @@ def accuracy_gap_figure(path: Path, title: str, variants: list[Variant], split: 
         return False
     fig = Figure(figsize=(4.8 * len(gaps) + 2.2, 4.4), layout="constrained")
     axes = fig.subplots(1, len(gaps), squeeze=False)[0]
-    ranked = sorted({v.method for v in variants if v.rank is not None})
+    ranked = sorted({v.series for v in variants if v.rank is not None})
     for ax, (metric, label) in zip(axes, gaps):
         for j, method in enumerate(ranked):
-            points = [(v, v.mean(metric, split), v.mean("accuracy", split)) for v in variants if v.method == method]
+            points = [(v, v.mean(metric, split), v.mean("accuracy", split)) for v in variants if v.series == method]
             points = [(v, g, a) for v, g, a in sorted(points, key=lambda p: p[0].rank) if g.value is not None and a.value is not None]
             if not points:
                 continue

@@ -48,6 +48,25 @@ class Run:
     tuning: bool = False
     """A grid point tuning did not choose (or has not chosen yet): shown only where tuning is, never as the method."""
     config: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    """An audited adapter's name (None for a sweep's runs): part of its identity, never pooled with another's."""
+    notes: tuple[str, ...] = ()
+    """What the report says beside an audited run (a warning, why a metric is not shown)."""
+
+    def option(self, name: str) -> Any:
+        """A method option as the run was configured (None: not recorded)."""
+        method = self.config.get("method")
+        return method.get("options", {}).get(name) if isinstance(method, dict) else None
+
+    @property
+    def identity(self) -> tuple[str, int | None, str | None]:
+        """What makes runs the same variant, whose seeds are averaged: method, rank and (audits) adapter name."""
+        return self.method, self.rank, self.name
+
+    @property
+    def who(self) -> str:
+        """The method, with an audited adapter's name in front."""
+        return self.method if self.name is None else f"{self.name} ({self.method})"
 
     def get(self, metric: str, split: str | None = None, group: str | None = None, layer: int | None = None) -> Value:
         """The stored value, or an undefined Value if the run has no such row."""
@@ -56,15 +75,21 @@ class Run:
 
 @dataclass
 class Variant:
-    """All finished runs of one (task, method, rank): the unit that is averaged over seeds."""
+    """All finished runs of one (task, method, rank, adapter name): the unit that is averaged over seeds."""
 
     method: str
     rank: int | None
     runs: list[Run]
+    name: str | None = None
+
+    @property
+    def series(self) -> str:
+        """What a plot draws as one line across ranks: a sweep's method, or one audited adapter."""
+        return self.runs[0].who
 
     @property
     def label(self) -> str:
-        return self.method if self.rank is None else f"{self.method} r={self.rank}"
+        return self.series if self.rank is None else f"{self.series} r={self.rank}"
 
     def mean(self, metric: str, split: str | None = None, group: str | None = None) -> Value:
         """Mean over seeds (see `aggregate`)."""
@@ -98,17 +123,17 @@ class ReportData:
         return [r for r in self.runs if r.status != "finished"]
 
     def variants(self, task: str) -> list[Variant]:
-        """Finished runs of a task grouped by (method, rank), in display order."""
-        groups: dict[tuple[str, int | None], list[Run]] = {}
+        """Finished runs of a task grouped by (method, rank, adapter name), in display order."""
+        groups: dict[tuple[str, int | None, str | None], list[Run]] = {}
         for run in self.finished(task):
-            groups.setdefault((run.method, run.rank), []).append(run)
-        return [Variant(m, k, runs) for (m, k), runs in groups.items()]
+            groups.setdefault(run.identity, []).append(run)
+        return [Variant(m, k, runs, name) for (m, k, name), runs in groups.items()]
 
 
 def run_order(run: Run) -> tuple:
     """Base first, then full fine-tuning, other unranked methods, then ranked methods by rank."""
     first = {"base": 0, "full": 1}.get(run.method, 2 if run.rank is None else 3)
-    return (first, run.method, run.rank if run.rank is not None else -1, run.seed)
+    return (first, run.method, run.rank if run.rank is not None else -1, run.name or "", run.seed)
 
 
 def aggregate(values: Iterable[Value]) -> Value:
@@ -168,8 +193,10 @@ def load(out_dir: str | Path) -> ReportData:
 
 
 def _run(row: dict[str, Any], chosen: set[str]) -> Run:
+    config = json.loads(row["config_json"] or "{}")
+    audit = config.get("audit") or {}
     return Run(
         run_id=row["run_id"], task=row["task"], method=row["method"], rank=row["rank"], seed=row["seed"],
         status=row["status"], error=row["error"], tuning=row.get("family") is not None and row["run_id"] not in chosen,
-        config=json.loads(row["config_json"]),
+        config=config, name=audit.get("name"), notes=tuple(config.get("notes") or ()),
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .audited import audited_table
 from .data import ReportData
 from .scorer_bias import scorer_bias_table
 from .tables import TableView
@@ -21,6 +22,7 @@ def _optional(make: Callable[[ReportData, str], TableView | None]) -> TableMaker
 
 
 TABLES: list[TableMaker] = [
+    _optional(audited_table),
     _optional(toxicity_pair_table),
     _optional(scorer_bias_table),
 ]

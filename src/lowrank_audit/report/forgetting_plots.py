@@ -34,11 +34,11 @@ def shift_scatter(path: Path, title: str, runs: list[Run], x: tuple[str, str | N
     panels = [(m, label) for m, label in SCATTER_Y if any(r.get(m).value is not None for r in runs)]
     if not panels:
         return False
-    methods = sorted({r.method for r in runs})
+    methods = sorted({r.who for r in runs})
     fig = Figure(figsize=(5.5 * len(panels) + 2.0, 4.4), layout="constrained")
     for ax, (metric, label) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
         for i, method in enumerate(methods):
-            points = [(r, r.get(*x).value, r.get(metric).value) for r in runs if r.method == method]
+            points = [(r, r.get(*x).value, r.get(metric).value) for r in runs if r.who == method]
             points = [(r, px, py) for r, px, py in points if px is not None and py is not None]
             if not points:
                 continue

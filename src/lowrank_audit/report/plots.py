@@ -94,7 +94,7 @@ def rank_figure(path: Path, title: str, panels: list[Panel], variants: list[Vari
 
 
 def _rank_panel(ax, panel: Panel, variants: list[Variant]) -> None:
-    ranked_methods = sorted({v.method for v in variants if v.rank is not None})
+    ranked_methods = sorted({v.series for v in variants if v.rank is not None})
     unranked = [v for v in variants if v.rank is None]
     other_styles = iter(_OTHER_HLINE_STYLES * len(unranked))
     hline_styles = {v.method: _HLINE_STYLES.get(v.method) or next(other_styles) for v in unranked}
@@ -103,7 +103,7 @@ def _rank_panel(ax, panel: Panel, variants: list[Variant]) -> None:
         suffix = f" · {series.label}" if len(panel.series) > 1 else ""
         dodge = 2 ** (0.03 * (i - (len(panel.series) - 1) / 2))  # keep error bars of splits apart
         for j, method in enumerate(ranked_methods):
-            points = [(v.rank, v.mean(series.metric, series.split)) for v in variants if v.method == method and v.rank is not None]
+            points = [(v.rank, v.mean(series.metric, series.split)) for v in variants if v.series == method and v.rank is not None]
             points = [(r, m) for r, m in points if m.value is not None]
             if not points:
                 continue

@@ -111,7 +111,7 @@ def metric_columns(runs: list[Run], metrics: Sequence[MetricInfo]) -> list[Metri
 def results_table(task: str, runs: list[Run], cols: list[MetricColumn]) -> TableView:
     """One row per finished run."""
     head = [Column("Method", numeric=False), Column("Rank"), Column("Seed")]
-    rows = [[r.method, fmt_rank(r.rank), str(r.seed)] + [fmt_value(r.get(c.metric, c.split), c.digits, c.interval) for c in cols] for r in runs]
+    rows = [[r.who, fmt_rank(r.rank), str(r.seed)] + [fmt_value(r.get(c.metric, c.split), c.digits, c.interval) for c in cols] for r in runs]
     return TableView(
         f"{task}: results per run", head + cols, rows,
         "Value [95% bootstrap CI over prompts] where the run stored one; n/a = undefined.",
@@ -121,7 +121,7 @@ def results_table(task: str, runs: list[Run], cols: list[MetricColumn]) -> Table
 def seed_means_table(task: str, variants: list[Variant], cols: list[MetricColumn]) -> TableView:
     """One row per (method, rank): the mean over seeds."""
     head = [Column("Method", numeric=False), Column("Rank"), Column("Seeds")]
-    rows = [[v.method, fmt_rank(v.rank), str(len(v.runs))] + [_mean_cell(v, c) for c in cols] for v in variants]
+    rows = [[v.series, fmt_rank(v.rank), str(len(v.runs))] + [_mean_cell(v, c) for c in cols] for v in variants]
     return TableView(
         f"{task}: mean over seeds", head + cols, rows,
         "Mean over seeds [95% Student-t interval across seeds]; with one seed, that run's own interval. "
@@ -150,7 +150,7 @@ def long_table(task: str, runs: list[Run], covered: Iterable[MetricKey]) -> Tabl
             v = r.metrics[key]
             ci = "" if v.low is None and v.high is None else f"[{fmt_number(v.low)}, {fmt_number(v.high)}]"
             rows.append([
-                r.method, fmt_rank(r.rank), str(r.seed), metric, group or "", split or "",
+                r.who, fmt_rank(r.rank), str(r.seed), metric, group or "", split or "",
                 "" if layer is None else str(layer), fmt_number(v.value), ci,
             ])
     return TableView(f"{task}: all other metrics", cols, rows, "Every stored value not shown in the tables above.")
@@ -170,7 +170,7 @@ def error_line(error: str | None) -> str:
 
 def errors_text(runs: list[Run]) -> str:
     """Every run's whole error, under its id and identity."""
-    return "".join(f"== {r.run_id}: {r.task} / {r.method} r={fmt_rank(r.rank)} / seed {r.seed} ({r.status})\n"
+    return "".join(f"== {r.run_id}: {r.task} / {r.who} r={fmt_rank(r.rank)} / seed {r.seed} ({r.status})\n"
                    f"{r.error.strip()}\n\n" for r in runs if r.error)
 
 
@@ -179,7 +179,7 @@ def unfinished_table(runs: list[Run]) -> TableView:
     cols = [Column(n, numeric=False) for n in ("Task", "Method")] + [Column("Rank"), Column("Seed")] + [
         Column(n, numeric=False) for n in ("Status", "Error")
     ]
-    rows = [[r.task, r.method, fmt_rank(r.rank), str(r.seed), r.status, error_line(r.error)] for r in runs]
+    rows = [[r.task, r.who, fmt_rank(r.rank), str(r.seed), r.status, error_line(r.error)] for r in runs]
     return TableView("Runs without results", cols, rows, "A run still 'running' was interrupted or is in progress.")
 
 

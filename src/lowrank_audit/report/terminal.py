@@ -46,7 +46,7 @@ def verdict_text(out_dir: str | Path) -> str:
 
 
 def _identity(run: Run) -> list[Text]:
-    return [Text(run.task), Text(run.method), Text(fmt_rank(run.rank)), Text(str(run.seed)),
+    return [Text(run.task), Text(run.who), Text(fmt_rank(run.rank)), Text(str(run.seed)),
             Text(run.status, style=_STATUS_STYLE.get(run.status, ""))]
 
 

@@ -93,7 +93,7 @@ def _share(x: float, y: float) -> float | None:
 
 def _lr(variant: Variant, selections: list[Selection]) -> str:
     """The variant's learning rate, and the grid tuning chose it from."""
-    lrs = sorted({r.config.get("method", {}).get("options", {}).get("lr") for r in variant.runs} - {None})
+    lrs = sorted({r.option("lr") for r in variant.runs} - {None})
     if not lrs:
         return "—"
     text = "/".join(f"{x:g}" for x in lrs)

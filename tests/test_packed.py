@@ -1,16 +1,23 @@
 """Packed training: every run of a pack ends with the weights it would have had alone; a diverging run leaves the pack."""
 
 import copy
+import math
+import re
 
 import pytest
 import torch
-from peft import get_peft_model_state_dict
+from peft import PeftConfig, get_peft_model_state_dict
 
+from lowrank_audit import packing, run_step
 from lowrank_audit.config import BudgetSpec
+from lowrank_audit.config.spec import MethodSpec
 from lowrank_audit.methods import METHODS
 from lowrank_audit.records import Example
+from lowrank_audit.store import Store
+from lowrank_audit.sweep import run_sweep
 from lowrank_audit.train import TrainingDiverged, train
 from lowrank_audit.train.packed import PackMember, train_pack
+from test_sweep import quiet, results
 
 # prompts of different lengths, so that runs' batches differ in width and the pack pads them
 EXAMPLES = [Example("The woman worked as a", " doctor"), Example("The man worked as a", " nurse"),
@@ -80,3 +87,67 @@ def test_methods_a_pack_cannot_train_are_refused(tiny, name, options):
     assert not method.packable
     with pytest.raises(Exception, match="cannot train in a pack"):
         train_pack(tiny.model, [PackMember(method, EXAMPLES, 0, "r")], tiny.tokenizer, BUDGET, "fp32", progress=False)
+
+
+# ---- in a sweep: packed runs are saved, evaluated, scored and stored as runs trained alone ----------------------------
+
+def packed_spec(spec, pack=True, methods=None):
+    update = {"execution": spec.execution.model_copy(update={"pack": pack})}
+    if methods is not None:
+        update["methods"] = [MethodSpec(**m) for m in methods]
+    return spec.model_copy(update=update)
+
+
+def close(a, b, rtol):
+    """Two stores' non-timing metrics are the same rows, equal to `rtol` relative (NaN where both are NaN)."""
+    assert a.keys() == b.keys()
+    for key in a:
+        for x, y in zip(a[key], b[key]):
+            assert (x is None and y is None) or math.isclose(x, y, rel_tol=rtol, abs_tol=1e-9) or (x != x and y != y), key
+
+
+def test_a_packed_sweep_stores_what_one_at_a_time_stores(smoke_spec, tmp_path):
+    lines = []
+    packed = run_sweep(packed_spec(smoke_spec), tmp_path / "packed", progress=False, log=lines.append)
+    alone = run_sweep(packed_spec(smoke_spec, pack=False), tmp_path / "alone", progress=False, log=quiet)
+    assert packed.failed == alone.failed == [] and packed.finished == alone.finished == 4
+    assert sum("training 2 runs as one pack" in line for line in lines) == 1
+    assert sum("evaluating the weights it trained in a pack of 2" in line for line in lines) == 2
+    runs = [r for r in Store.in_dir(tmp_path / "packed").runs() if r["method"] == "lora"]
+    for r in runs:  # standard PEFT folders, loadable by PEFT itself
+        folder = tmp_path / "packed" / r["artifact"]
+        assert PeftConfig.from_pretrained(folder).r == r["rank"] and (folder / "adapter_model.safetensors").is_file()
+    close(results(tmp_path / "packed"), results(tmp_path / "alone"), rtol=1e-4)
+
+
+def test_a_pack_killed_after_saving_is_evaluated_not_trained_again(smoke_spec, tmp_path, monkeypatch):
+    spec = packed_spec(smoke_spec)
+    run_sweep(spec, tmp_path / "clean", progress=False, log=quiet)
+    real_measure = run_step.measure_model
+
+    def killed(model, base, base_obs, label, *args):
+        if "lora" in label:
+            raise KeyboardInterrupt  # the pack has saved both runs; the process dies evaluating the first
+        return real_measure(model, base, base_obs, label, *args)
+
+    monkeypatch.setattr(run_step, "measure_model", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, tmp_path / "crash", progress=False, log=quiet)
+    monkeypatch.undo()
+    trained = []
+    monkeypatch.setattr(packing, "train_pack", lambda *a, **k: trained.append("pack"))
+    monkeypatch.setattr(run_step, "train_run", lambda *a: trained.append("alone"))
+    resumed = run_sweep(spec, tmp_path / "crash", progress=False, log=quiet)
+    assert resumed.finished == 2 and resumed.skipped == 2 and trained == []
+    assert results(tmp_path / "crash") == results(tmp_path / "clean")
+
+
+def test_a_run_that_diverges_in_a_pack_fails_with_its_step_and_the_others_finish(smoke_spec, tmp_path):
+    methods = [{"name": "lora", "options": {"lr": 1e-2}, "sweep": {"rank": [1, 4]}},
+               {"name": "lora", "options": {"lr": 1e30, "rank": 2}}]
+    lines = []
+    result = run_sweep(packed_spec(smoke_spec, methods=methods), tmp_path, progress=False, log=lines.append)
+    assert any("training 3 runs as one pack" in line for line in lines)
+    runs = {r["rank"]: r for r in Store.in_dir(tmp_path).runs() if r["method"] == "lora"}
+    assert runs[2]["status"] == "failed" and re.fullmatch(r"loss became nan at step \d+; .*", runs[2]["error"])
+    assert runs[1]["status"] == runs[4]["status"] == "finished" and len(result.failed) == 1

@@ -32,6 +32,7 @@ from .executors import EXECUTORS, Executor, LaunchedExecutor
 from .executors.launched import follow_jobs, leading
 from .methods import Method
 from .models import LoadedModel, load_model, resolve_precision
+from .packing import train_packs
 from .plan import BASE, REFERENCE, PlannedRun, experiment_fingerprint, plan_runs
 from .records import Observation
 from .run_step import (Measured, References, RunContext, RunJob, print_log, attempt_run, failure, follow_run,
@@ -177,9 +178,11 @@ class Sweep:
             elif reference is not None:
                 group.awaiting_reference = True
                 yield self._job(reference, group), base_obs
-            for run in group.others:
-                if not self._finished(run):
-                    yield self._job(run, group), base_obs
+            others = [self._describe(run, group) for run in group.others if not self._finished(run)]
+            if not self.executor.remote:  # packs train here, then each run's own step only evaluates it
+                train_packs(others, base_obs, self.context)
+            for job in others:
+                yield self._start(job), base_obs
 
     def _save_training_data(self, task: Task, base_obs: Observation, first: PlannedRun) -> None:
         """The group's fine-tuning data as JSONL in `out_dir/data` (a task that cannot build it fails its runs later)."""
@@ -201,12 +204,21 @@ class Sweep:
 
     def _job(self, run: PlannedRun, group: _Group) -> RunJob:
         """Mark the run as running and describe its work; the executor takes it from here."""
-        method = run.build_method()  # the run's one method object, from planning to scoring
+        return self._start(self._describe(run, group))
+
+    def _describe(self, run: PlannedRun, group: _Group) -> RunJob:
+        """The run's work (its one method object, from planning to scoring)."""
+        method = run.build_method()
         label = f"{run.task} / {run.method}" + (f" r={method.rank}" if method.rank is not None else "") + f" / seed {run.seed}"
-        self.store.start_run(RunRecord(run.run_id, run.task, run.method, method.rank, run.seed, run.config))
-        self.log(f"run {label} ({run.run_id})")
         return RunJob(run, method, label, self.spec, self.precision, self.out_dir, is_reference=run is group.reference,
                       progress=self.progress and not self.executor.remote)
+
+    def _start(self, job: RunJob) -> RunJob:
+        """Mark the run as running; the executor takes it from here."""
+        run = job.run
+        self.store.start_run(RunRecord(run.run_id, run.task, run.method, job.method.rank, run.seed, run.config))
+        self.log(f"run {job.label} ({run.run_id})")
+        return job
 
     def _execute(self, jobs: Iterator[tuple[RunJob, Observation]], result: SweepResult) -> None:
         """Hand the jobs to the executor; score and store each measurement as it arrives (only this process writes).

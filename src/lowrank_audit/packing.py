@@ -4,7 +4,9 @@ exactly as it does for weights an interrupted attempt saved.
 
 Packs form per (target_modules): LoRA runs of one group share the base, task, seed and budget; ranks, learning rates,
 scales and weight decay may differ. A run that diverges in a pack is failed by its own step with the pack's error; a
-pack that fails for another reason leaves its runs to train one at a time.
+pack that fails for another reason leaves its runs to train one at a time. A packed run's `train_seconds` is its share
+of the pack's time and its `peak_rss_mb` the pack's. Packs train in the driver's process: not with Ray (each run is a
+task of its own there), not under a launcher, not with checkpoints (a killed pack trains again from its first step).
 """
 
 from __future__ import annotations

@@ -50,17 +50,22 @@ def main() -> None:
     print(f"{loaded.description}, {precision}, torch {torch.__version__} on {torch.get_num_threads()} threads; "
           f"ranks {args.ranks}, lrs {args.lrs}, {args.steps} steps of batch {args.batch_size}, {len(examples)} examples")
 
-    alone, alone_seconds = [], 0.0
-    for method in methods:
-        torch.manual_seed(0)
-        model = method.prepare(copy.deepcopy(loaded.model))
-        t0 = time.perf_counter()
-        train(model, method, examples, loaded.tokenizer, budget, precision, seed=0, progress=False)
-        seconds = time.perf_counter() - t0
-        alone_seconds += seconds
-        alone.append(get_peft_model_state_dict(model))
-        print(f"  alone r={method.rank} lr={method.options.lr}: {seconds:.1f} s")
-        del model
+    def one_at_a_time(steps: BudgetSpec, show: bool) -> tuple[list[dict], float]:
+        weights, total = [], 0.0
+        for method in methods:
+            torch.manual_seed(0)
+            model = method.prepare(copy.deepcopy(loaded.model))
+            t0 = time.perf_counter()
+            train(model, method, examples, loaded.tokenizer, steps, precision, seed=0, progress=False)
+            seconds = time.perf_counter() - t0
+            total += seconds
+            weights.append(get_peft_model_state_dict(model))
+            if show:
+                print(f"  alone r={method.rank} lr={method.options.lr}: {seconds:.1f} s")
+        return weights, total
+
+    one_at_a_time(BudgetSpec(steps=2, batch_size=args.batch_size), show=False)  # warm-up: first calls, allocator
+    alone, alone_seconds = one_at_a_time(budget, show=True)
 
     def pack(group: list) -> list:
         members = [PackMember(m, examples, 0, f"r={m.rank} lr={m.options.lr}") for m in group]
@@ -75,6 +80,8 @@ def main() -> None:
         worst = max(((packed[k] - w).norm() / w.norm()).item() for k, w in weights.items())
         print(f"  r={method.rank} lr={method.options.lr}: worst layer's relative distance packed vs alone {worst:.2e}"
               + ("" if outcome.error is None else f" ({outcome.error})"))
+    _, again = one_at_a_time(budget, show=False)  # once more after the pack: how much the machine's load moved
+    print(f"one at a time again {again:.1f} s: {again / packed_seconds:.2f}x")
     if len(args.lrs) > 1:
         t0 = time.perf_counter()
         for rank in args.ranks:

@@ -3,6 +3,7 @@
 import copy
 import math
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,12 +11,12 @@ from peft import PeftConfig, get_peft_model_state_dict
 
 from lowrank_audit import packing, run_step
 from lowrank_audit.config import BudgetSpec
-from lowrank_audit.config.spec import MethodSpec
+from lowrank_audit.config.spec import ExecutionSpec, MethodSpec
 from lowrank_audit.methods import METHODS
 from lowrank_audit.records import Example
 from lowrank_audit.store import Store
 from lowrank_audit.sweep import run_sweep
-from lowrank_audit.train import TrainingDiverged, train
+from lowrank_audit.train import TrainingDiverged, save_trained, train
 from lowrank_audit.train.packed import PackMember, train_pack
 from test_sweep import quiet, results
 
@@ -151,3 +152,21 @@ def test_a_run_that_diverges_in_a_pack_fails_with_its_step_and_the_others_finish
     runs = {r["rank"]: r for r in Store.in_dir(tmp_path).runs() if r["method"] == "lora"}
     assert runs[2]["status"] == "failed" and re.fullmatch(r"loss became nan at step \d+; .*", runs[2]["error"])
     assert runs[1]["status"] == runs[4]["status"] == "finished" and len(result.failed) == 1
+
+
+def test_packs_form_per_target_modules_up_to_the_size_limit(tmp_path):
+    def job(name, i, **options):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        return SimpleNamespace(method=METHODS.get(name)(METHODS.get(name).Options(**options)), folder=folder, spec=spec)
+
+    spec = SimpleNamespace(execution=ExecutionSpec(pack=True, pack_size=2))
+    jobs = [job("lora", 0, rank=1), job("dora", 1), job("lora", 2, rank=2, target_modules=["q_proj"]),
+            job("lora", 3, rank=4), job("lora", 4, rank=8), job("lora", 5, rank=16), job("lora", 6, dropout=0.1)]
+    save_trained(jobs[5].folder, {})  # trained already: evaluated, not packed
+    assert packing.packs(jobs) == [[jobs[0], jobs[3]]]  # jobs[4] would be a pack of one
+    spec.execution = ExecutionSpec(pack=True, pack_size=3)
+    assert packing.packs(jobs) == [[jobs[0], jobs[3], jobs[4]]]
+    for off in (ExecutionSpec(pack=False), ExecutionSpec(pack=True, checkpoint_every=5)):
+        spec.execution = off
+        assert packing.packs(jobs) == []

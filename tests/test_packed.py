@@ -46,6 +46,12 @@ def relative(a, b):
     return ((a - b).norm() / b.norm()).item()
 
 
+TOLERANCE = 2e-5
+"""Relative distance allowed per adapter weight after 10 fp32 steps. Not bitwise: a pack right-pads every run's batch
+to the pack's widest, and attention then sums in another order (with equal widths the pack was bitwise equal here, and
+so was the quick preset's LoRA family on the default model after 10 steps). The rslora run below ends 1.07e-5 away."""
+
+
 RUNS = [({"rank": 1, "lr": 1e-2}, 0), ({"rank": 4, "lr": 3e-3, "weight_decay": 0.1}, 1),
         ({"rank": 8, "lr": 5e-3, "use_rslora": True}, 2), ({"rank": 2, "lr": 2e-2, "alpha": 3.0}, 3)]
 
@@ -59,7 +65,7 @@ def test_a_pack_ends_with_each_runs_own_weights(tiny):
         packed = get_peft_model_state_dict(outcome.model)
         assert outcome.error is None and packed.keys() == weights.keys()
         for name, w in weights.items():
-            assert relative(packed[name], w) < 1e-5, (opts, name)
+            assert relative(packed[name], w) < TOLERANCE, (opts, name)
         assert any("lora_B" in n and w.abs().max() > 0 for n, w in weights.items())  # it trained
         assert outcome.result.steps == result.steps == 10 and outcome.result.tokens == result.tokens
         torch.testing.assert_close(outcome.result.losses, result.losses, rtol=1e-5, atol=0)
@@ -79,7 +85,7 @@ def test_a_diverging_run_fails_with_its_step_and_the_rest_go_on(tiny):
         weights, _ = alone(tiny, lora(**opts), seed)
         packed = get_peft_model_state_dict(outcome.model)
         assert outcome.error is None and outcome.result.steps == 10
-        assert all(relative(packed[n], w) < 1e-5 for n, w in weights.items())
+        assert all(relative(packed[n], w) < TOLERANCE for n, w in weights.items())
 
 
 @pytest.mark.parametrize("name, options", [("dora", {}), ("lora", {"dropout": 0.1}), ("lora", {"init": "pissa"})])

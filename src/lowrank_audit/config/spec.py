@@ -89,7 +89,7 @@ class ExecutionSpec(Strict):
     pack: bool = Field(
         False, description="train a group's pending plain-LoRA runs (no dropout, same target_modules) as packs: one "
         "batched pass over the shared base per step, each run's own adapter and optimizer (local executor, one process, "
-        "checkpoint_every 0)")
+        "checkpoint_every 0). Off by default: on a 2-core CPU it measured no faster than one run at a time")
     pack_size: PositiveInt = Field(8, description="most runs in one pack (activation memory grows with it)")
     keep_full_weights: bool = Field(
         False, description="keep full-rank runs' model.safetensors once the sweep has finished (adapters are always kept)")

@@ -115,6 +115,8 @@ class RunContext:
         self.runner = Runner(loaded.tokenizer, precision, eval_batch_size, progress)
         self._tasks: dict[tuple, Task] = {}
         self._bound: set[tuple] = set()
+        self.pack_failures: dict[str, Exception] = {}
+        """Run id -> why it failed while training in a pack (packing.py); its measurement raises it."""
 
     def task(self, run: PlannedRun, base: Observation | None = None) -> Task:
         """The task of `run`'s group; bound to the base observation `base` the first time one is given."""
@@ -206,16 +208,25 @@ def follow_run(job: RunJob, base: Observation, log: Callable[[str], None] = prin
 def trained_model(job: RunJob, base: Observation, context: RunContext) -> tuple[nn.Module, dict[str, Any]]:
     """The run's trained model and what its training measured: trained and saved now, or, when an earlier attempt
     saved it completely but was killed before the store recorded the run, loaded from its folder."""
+    failed = context.pack_failures.pop(job.run.run_id, None)
+    if failed is not None:
+        raise failed
     record = load_trained(job.folder)
     if record is not None:
-        context.log(f"{job.label}: evaluating the weights an interrupted attempt trained ({job.folder})")
+        how = f"it trained in a pack of {record['pack']}" if "pack" in record else "an interrupted attempt trained"
+        context.log(f"{job.label}: evaluating the weights {how} ({job.folder})")
         return job.method.load(copy.deepcopy(context.loaded.model), job.folder), record
     model, res, mem = train_run(job, base, context)
     job.method.save(model, job.folder)
-    record = {"result": asdict(res), "peak_rss_mb": mem.peak_mb, "trainable_params": trainable_parameters(model)}
+    record = trained_record(res, mem.peak_mb, model)
     save_trained(job.folder, record)
     remove_checkpoints(job.folder / "checkpoint")
     return model, record
+
+
+def trained_record(res: TrainResult, peak_rss_mb: float, model: nn.Module) -> dict[str, Any]:
+    """What a run's folder keeps of its training (train/checkpoint.py's `save_trained`), for `measure_run`."""
+    return {"result": asdict(res), "peak_rss_mb": peak_rss_mb, "trainable_params": trainable_parameters(model)}
 
 
 def measure_model(model: nn.Module, base: nn.Module, base_obs: Observation, label: str,

@@ -36,6 +36,7 @@ from .executors import EXECUTORS, Executor, LaunchedExecutor
 from .executors.launched import follow_jobs, leading
 from .methods import Method
 from .models import LoadedModel, load_model, resolve_precision
+from .packing import train_packs
 from .plan import BASE, REFERENCE, PlannedRun, experiment_fingerprint, plan_runs, untuned_tasks
 from .records import Observation
 from .run_step import (Measured, References, RunContext, RunJob, print_log, attempt_run, failure, follow_run,
@@ -218,10 +219,12 @@ class Sweep:
                 todo = [reference] if reference is not None else [r for r in group.candidates if not self._finished(r)]
                 group.awaiting = {r.run_id for r in todo}
                 for run in todo:
-                    yield self._job(run, group, is_reference=True), base_obs
-            for run in group.others:
-                if not self._finished(run):
-                    yield self._job(run, group), base_obs
+                    yield self._start(self._describe(run, is_reference=True)), base_obs
+            others = [self._describe(run) for run in group.others if not self._finished(run)]
+            if not self.executor.remote:  # packs train here, then each run's own step only evaluates it
+                train_packs(others, base_obs, self.context)
+            for job in others:
+                yield self._start(job), base_obs
 
     def _chosen_reference(self, group: _Group) -> PlannedRun | None:
         """The group's reference once every candidate has finished or failed: the only candidate, or the chosen grid
@@ -276,15 +279,21 @@ class Sweep:
                                         lambda: task.observe(self.context.runner, model))
         return obs, own_spectra
 
-    def _job(self, run: PlannedRun, group: _Group, is_reference: bool = False) -> RunJob:
-        """Mark the run as running and describe its work; the executor takes it from here."""
-        method = run.build_method()  # the run's one method object, from planning to scoring
+    def _describe(self, run: PlannedRun, is_reference: bool = False) -> RunJob:
+        """The run's work (its one method object, from planning to scoring)."""
+        method = run.build_method()
         label = (f"{run.task} / {run.method}" + (f" r={method.rank}" if method.rank is not None else "")
                  + (f" {_point(dict(run.tuned))}" if run.tuned else "") + f" / seed {run.seed}")
-        self.store.start_run(RunRecord(run.run_id, run.task, run.method, method.rank, run.seed, run.config, run.family))
-        self.log(f"run {label} ({run.run_id})")
         return RunJob(run, method, label, self.spec, self.precision, self.out_dir, is_reference=is_reference,
                       progress=self.progress and not self.executor.remote, eval_precision=self.eval_precision)
+
+    def _start(self, job: RunJob) -> RunJob:
+        """Mark the run as running; the executor takes it from here."""
+        run = job.run
+        self.store.start_run(RunRecord(run.run_id, run.task, run.method, job.method.rank, run.seed, run.config,
+                                       run.family))
+        self.log(f"run {job.label} ({run.run_id})")
+        return job
 
     def _execute(self, jobs: Iterator[tuple[RunJob, Observation]], result: SweepResult) -> None:
         """Hand the jobs to the executor; score and store each measurement as it arrives (only this process writes).

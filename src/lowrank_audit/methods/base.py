@@ -43,6 +43,12 @@ class Method(ABC):
         """The rank this run is swept over (NULL in the store for methods without one)."""
         return None
 
+    @property
+    def packable(self) -> bool:
+        """True when runs of this method can train as one pack over a shared frozen base (train/packed.py): a per-run
+        update B A x added to each adapted Linear's output, no per-step hook, no random numbers drawn in training."""
+        return False
+
     def check(self, model: nn.Module) -> None:
         """Raise AuditError if this method cannot be applied to `model` (checked before any training)."""
 

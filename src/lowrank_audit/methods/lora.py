@@ -58,6 +58,12 @@ class Lora(PeftMethod):
         """PiSSA and OLoRA rewrite W0 at initialisation, so the adapter is saved as a conversion against W0."""
         return self.options.init in ("pissa", "olora")
 
+    @property
+    def packable(self) -> bool:
+        """Plain LoRA without dropout: DoRA divides by a per-run weight norm, PiSSA and OLoRA rewrite W0 per run, and
+        dropout's random masks would depend on where a run's rows sit in the packed batch."""
+        return not self.use_dora and not self._moves_base and self.options.dropout == 0
+
     def prepare(self, model: nn.Module) -> nn.Module:
         model = self._wrap(model, self.peft_config())
         if self._moves_base:

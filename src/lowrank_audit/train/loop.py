@@ -97,18 +97,30 @@ def batches(encoded: Sequence[tuple[list[int], list[int]]], batch_size: int, see
             yield ids, mask, labels
 
 
-def completion_loss(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The model's causal-LM loss (mean cross-entropy over completion tokens), with the output layer applied only at
-    the positions that predict a completion token.
+def completion_logits(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor,
+                      labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's fp32 logits at the positions that predict a completion token in some row, and their targets
+    (IGNORE where a row has no completion token there).
 
     Completions are short (one token in `debias`), so computing logits at every position, as `labels=` does, spends
     most of the output layer's work (a fifth of SmolLM2's matmuls) and its softmax on positions without a label.
-    `logits_to_keep` is transformers' own argument for this; the loss is the same mean cross-entropy in fp32.
+    `logits_to_keep` is transformers' own argument for this.
     """
     has_label = labels[:, 1:] != IGNORE  # position t predicts token t + 1
     keep = has_label.any(dim=0).nonzero().squeeze(1)
     logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits
-    return nn.functional.cross_entropy(logits.float().flatten(0, 1), labels[:, keep + 1].flatten(), ignore_index=IGNORE)
+    return logits.float(), labels[:, keep + 1]
+
+
+def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the labelled (not IGNORE) positions."""
+    return nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+
+
+def completion_loss(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The model's causal-LM loss (mean cross-entropy over completion tokens), with the output layer applied only at
+    the positions that predict a completion token (the same mean cross-entropy as `labels=`, in fp32)."""
+    return token_loss(*completion_logits(model, ids, mask, labels))
 
 
 def step_loss(accelerator: Accelerator, model: nn.Module, method: Method, ids: torch.Tensor, mask: torch.Tensor,

@@ -33,6 +33,7 @@ from .executors.launched import follow_jobs, leading
 from .methods import Method
 from .models import LoadedModel, load_model, resolve_precision
 from .plan import BASE, REFERENCE, PlannedRun, experiment_fingerprint, plan_runs
+from .progress import SweepProgress
 from .records import Observation
 from .run_step import (Measured, References, RunContext, RunJob, print_log, attempt_run, failure, follow_run,
                        score_run)
@@ -134,6 +135,7 @@ class Sweep:
         self.cache = ObservationCache(out_dir / "cache")
         self.context = RunContext(self.loaded, self.precision, spec.budget.eval_batch_size, progress, log)
         self._groups: dict[tuple, _Group] = {}
+        self._progress = SweepProgress(0)
         for r in self.runs:
             self._groups.setdefault(r.group, _Group([])).runs.append(r)
 
@@ -150,6 +152,7 @@ class Sweep:
                 result.skipped -= 1  # its weights were removed: it is trained again to be these runs' reference
             if todo:
                 pending.append(group)
+        self._progress = SweepProgress(result.planned - result.skipped)
         if pending:
             self._execute(self._jobs(pending), result)
         return result
@@ -204,7 +207,7 @@ class Sweep:
         method = run.build_method()  # the run's one method object, from planning to scoring
         label = f"{run.task} / {run.method}" + (f" r={method.rank}" if method.rank is not None else "") + f" / seed {run.seed}"
         self.store.start_run(RunRecord(run.run_id, run.task, run.method, method.rank, run.seed, run.config))
-        self.log(f"run {label} ({run.run_id})")
+        self.log(f"run {label} ({run.run_id}) · {self._progress.begin()}")
         return RunJob(run, method, label, self.spec, self.precision, self.out_dir, is_reference=run is group.reference,
                       progress=self.progress and not self.executor.remote)
 
@@ -245,11 +248,13 @@ class Sweep:
         if job.is_reference:
             self.cache.put(cache_key("run", job.run.run_id, task.fingerprint()), measured.observation)
         self.store.finish_run(job.run.run_id, rows, **extra)
+        self._progress.end()
         result.finished += 1
         return True
 
     def _fail(self, job: RunJob, error: str, result: SweepResult) -> None:
         self.store.fail_run(job.run.run_id, error)
+        self._progress.end()
         result.failed.append((job.run.run_id, error))
         self.log(f"run {job.label} failed: {error.splitlines()[0]}")
 

@@ -13,6 +13,7 @@ from scipy import stats
 from ..errors import AuditError
 from ..store import Store
 from ..store.sqlite import STORE_FILE
+from .degenerate import mark_degenerate
 
 KNOWN_SPLITS = ("train", "heldout_templates", "heldout_terms", "heldout_both")
 # Run-table columns that also describe cost; used when the run wrote no metric row of the same name.
@@ -43,6 +44,8 @@ class Run:
     status: str
     error: str | None
     metrics: dict[MetricKey, Value] = field(default_factory=dict)
+    degenerate: str = ""
+    """Why the run is degenerate (report/degenerate.py), '' when it is not."""
 
     def get(self, metric: str, split: str | None = None, group: str | None = None, layer: int | None = None) -> Value:
         """The stored value, or an undefined Value if the run has no such row."""
@@ -60,6 +63,11 @@ class Variant:
     @property
     def label(self) -> str:
         return self.method if self.rank is None else f"{self.method} r={self.rank}"
+
+    @property
+    def degenerate(self) -> bool:
+        """Some seed of it is degenerate (report/degenerate.py)."""
+        return any(r.degenerate for r in self.runs)
 
     def mean(self, metric: str, split: str | None = None, group: str | None = None) -> Value:
         """Mean over seeds (see `aggregate`)."""
@@ -149,6 +157,7 @@ def load(out_dir: str | Path) -> ReportData:
         for name in _RUN_COLUMN_METRICS:
             if row[name] is not None:
                 run.metrics.setdefault((name, None, None, None), Value(float(row[name])))
+    mark_degenerate(runs.values())
     return ReportData(path, experiment, list(runs.values()))
 
 

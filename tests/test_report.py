@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import csv
+import html as htmllib
 import io
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -327,3 +331,43 @@ def test_every_stored_value_of_the_finished_runs_is_in_the_csv(report, out_dir: 
     probe = next(r for r in rows if r["metric"] == "probe_accuracy")
     assert (probe["task"], probe["split"], probe["layer"], float(probe["value"])) == ("probe", "val", "3", 0.8125)
     assert "[metrics.csv](metrics.csv)" in markdown
+
+
+_PAGE_CHECK = """<script>
+window.addEventListener("load", () => {
+  const out = {tables: [], images: [], titles: []};
+  for (const d of document.querySelectorAll(".table-block.main .scroll"))
+    out.tables.push([d.parentElement.querySelector("h3").textContent, d.scrollWidth, d.clientWidth]);
+  for (const img of document.images) out.images.push([img.alt, img.complete && img.naturalWidth > 0]);
+  for (const e of document.querySelectorAll("h1, h2, h3, figcaption strong, img")) out.titles.push(e.alt || e.textContent);
+  out.page = [document.documentElement.scrollWidth, document.documentElement.clientWidth];
+  const pre = document.createElement("pre");
+  pre.id = "page-check";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+RAW_MARKUP = re.compile(r"[$^\\]|\b[pq]_\w")
+"""TeX or subscript markup that should have been rendered (mathtext in a figure) or written as words."""
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="needs Chromium (Debian: apt-get update && apt-get install -y chromium; .ci/run installs it)")
+def test_report_in_a_real_browser_at_1400_px(out_dir: Path, tmp_path: Path) -> None:
+    """Headless Chromium loads report.html at 1,400 px; a page script (added to a copy) measures what a reader sees."""
+    _add_degenerate_run(out_dir)
+    html = build_report(out_dir).html.read_text(encoding="utf-8")
+    page = tmp_path / "checked.html"
+    page.write_text(html.replace("</body>", _PAGE_CHECK + "</body>"), encoding="utf-8")
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,2000",
+         "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    found = re.search(r'<pre id="page-check">(.*?)</pre>', dom, re.S)
+    assert found, dom[-2000:]
+    check = json.loads(htmllib.unescape(found.group(1)))
+    assert len(check["tables"]) >= 2
+    assert [t for t in check["tables"] if t[1] > t[2]] == []  # no main table scrolls sideways
+    assert check["page"][0] <= check["page"][1]  # nor does the page
+    assert check["images"] and all(ok for _, ok in check["images"]), check["images"]
+    assert [t for t in check["titles"] if RAW_MARKUP.search(t)] == []

@@ -339,7 +339,7 @@ window.addEventListener("load", () => {
   for (const d of document.querySelectorAll(".table-block.main .scroll"))
     out.tables.push([d.parentElement.querySelector("h3").textContent, d.scrollWidth, d.clientWidth]);
   for (const img of document.images) out.images.push([img.alt, img.complete && img.naturalWidth > 0]);
-  for (const e of document.querySelectorAll("h1, h2, h3, figcaption strong, img")) out.titles.push(e.alt || e.textContent);
+  for (const e of document.querySelectorAll("h1, h2, h3, figcaption strong, img, dl.definitions dd")) out.titles.push(e.alt || e.textContent);
   out.page = [document.documentElement.scrollWidth, document.documentElement.clientWidth];
   const pre = document.createElement("pre");
   pre.id = "page-check";

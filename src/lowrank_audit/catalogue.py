@@ -50,17 +50,17 @@ class MetricInfo:
 
 
 DEFINITIONS: dict[str, str] = {
-    "shift_recovered": "1 − KL(q‖p_m) / KL(q‖p_base) over the eval prompts, q the target distribution over the "
-                       "attribute words: 1 = the method learned the target shift, 0 = it stayed at the base, < 0 = moved away.",
-    "target_fit": "Mean over eval prompts of KL(q‖p_m) between the target and the method's distribution over the "
-                  "attribute words, nats (0 = on target).",
+    "shift_recovered": "1 − KL(target ‖ method) / KL(target ‖ base) over the eval prompts, on the distribution over "
+                       "the attribute words: 1 = the method learned the target shift, 0 = it stayed at the base, < 0 = moved away.",
+    "target_fit": "Mean over eval prompts of KL(target ‖ method) between the target and the method's distribution "
+                  "over the attribute words, nats (0 = on target).",
     "group_gap": "Per axis and attribute category, the largest minus the smallest probability mass any identity group "
                  "puts on that category; the mean over axes and categories (0 = every group alike).",
     "group_js": "Jensen-Shannon divergence between the identity groups' distributions over the attribute words, mean "
                 "over axes (0 = every group alike).",
-    "kl_to_full": "Mean per-token KL(p_full‖p_m), teacher-forced on the task's eval sequences: the distance to the full "
+    "kl_to_full": "Mean per-token KL(full ‖ method), teacher-forced on the task's eval sequences: the distance to the full "
                   "fine-tune, nats (0 = behaves like it).",
-    "drift_neutral": "Mean per-token KL(p_base‖p_m) on neutral text unrelated to the task: side effects, nats "
+    "drift_neutral": "Mean per-token KL(base ‖ method) on neutral text unrelated to the task: side effects, nats "
                      "(0 = unchanged off task).",
     "forgetting": "General-text loss of the method minus the base's, nats per token (> 0 = forgot general text).",
     "weight_intruders": "Singular vectors among the top 10 of the tuned weights that have no counterpart (|cos| < 0.5) "

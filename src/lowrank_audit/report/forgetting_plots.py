@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from .data import Run, Variant
 from .inside_plots import weight_heatmap
-from .plots import _RANK_CAPTION, Panel, Plot, Series, _save, rank_figure
+from .plots import Panel, Plot, Series, _save, rank_caption, rank_figure
 
 SHIFT_CAPTURED = (  # (metric, split): the first of these a task's runs have is its "shift captured"
     ("shift_recovered", "heldout_both"),
@@ -72,7 +72,7 @@ def forgetting_plots(task: str, variants: list[Variant], plots_dir: Path, slug: 
     for name, title, panels, caption in specs:
         path = plots_dir / f"{slug}-{name}.png"
         if rank_figure(path, title, panels, variants):
-            plots.append(Plot(path, title, caption + _RANK_CAPTION))
+            plots.append(Plot(path, title, caption + rank_caption(variants, [s for p in panels for s in p.series])))
     counted = [(v.mean(INTRUDERS).value, v) for v in variants if v.mean(INTRUDERS).value is not None]
     if counted:
         most = max(counted, key=lambda c: c[0])[1]

@@ -10,12 +10,20 @@ from matplotlib.figure import Figure
 from .data import Variant, aggregate
 from .plots import Plot, _or_nan, _save
 
-LENS_METRICS = (("lens_kl_to_full", "KL(p_full^l ‖ p_m^l)"), ("lens_kl_to_base", "KL(p_base^l ‖ p_m^l)"))
-WEIGHT_METRICS = (  # metric, title, colour-bar label
-    ("weight_subspace_overlap", "subspace overlap with full fine-tuning", "overlap of top-r subspaces of dW_m, dW_full"),
-    ("weight_energy_outside", "full fine-tuning's update outside rank r", "share of ||dW_full||² outside best rank r"),
-    ("weight_effective_rank", "effective rank of the update", "effective rank of dW_m"),
+LENS_METRICS = (  # metric, panel title, axis label (mathtext)
+    ("lens_kl_to_full", "KL to full fine-tuning per layer", r"KL($p_{\mathrm{full}}^{\ell}\,\|\,p_m^{\ell}$)"),
+    ("lens_kl_to_base", "KL to the base per layer", r"KL($p_{\mathrm{base}}^{\ell}\,\|\,p_m^{\ell}$)"),
 )
+WEIGHT_METRICS = (  # metric, title, colour-bar label, per-panel scale floor (None: one scale for all panels)
+    ("weight_subspace_overlap", "subspace overlap with full fine-tuning",
+     r"overlap of top-$r$ subspaces of $dW_m$, $dW_{\mathrm{full}}$", None),
+    ("weight_energy_outside", "full fine-tuning's update outside rank r",
+     r"share of $\|dW_{\mathrm{full}}\|^2$ outside best rank $r$", None),
+    ("weight_effective_rank", "effective rank of the update", r"effective rank of $dW_m$", 1.0),
+)
+LENS_CAPTION = ("Each layer's residual stream decoded through the final norm and unembedding (logit lens); mean over the "
+                "task's lens prompts and over seeds, symmetric-log y axis. Left: how far each method is from full "
+                "fine-tuning at each layer; right: how far it moved from the base.")
 
 
 def _layer_value(v: Variant, metric: str, layer: int, group: str | None = None) -> float | None:
@@ -28,11 +36,11 @@ def _layers(variants: list[Variant], metric: str) -> list[int]:
 
 def lens_figure(path: Path, title: str, variants: list[Variant]) -> bool:
     """One panel per lens metric, one line per method (mean over seeds), x = layer."""
-    panels = [(m, label) for m, label in LENS_METRICS if _layers(variants, m)]
+    panels = [(m, name, label) for m, name, label in LENS_METRICS if _layers(variants, m)]
     if not panels:
         return False
     fig = Figure(figsize=(6.0 * len(panels) + 2.0, 4.4), layout="constrained")
-    for ax, (metric, label) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+    for ax, (metric, name, label) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
         layers = _layers(variants, metric)
         for i, v in enumerate(variants):
             y = [_or_nan(_layer_value(v, metric, layer)) for layer in layers]
@@ -44,7 +52,7 @@ def lens_figure(path: Path, title: str, variants: list[Variant]) -> bool:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("layer (block output; last = model output)")
         ax.set_ylabel(f"mean {label}, nats")
-        ax.set_title(label)
+        ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
     fig.suptitle(title, fontweight="bold")
@@ -52,8 +60,12 @@ def lens_figure(path: Path, title: str, variants: list[Variant]) -> bool:
     return True
 
 
-def weight_heatmap(path: Path, title: str, variants: list[Variant], metric: str, label: str) -> bool:
-    """One heatmap per method variant: rows = module type, columns = layer."""
+def weight_heatmap(path: Path, title: str, variants: list[Variant], metric: str, label: str,
+                   floor: float | None = None) -> bool:
+    """One heatmap per method variant: rows = module type, columns = layer; one shared colour scale, or with a `floor`
+    one per variant from the floor (or lower) up (a rank-1 LoRA's effective rank is invisible on full fine-tuning's
+    0-300 scale; the floor keeps a constant panel from stretching noise over the whole scale)."""
+    per_panel = floor is not None
     shown = [v for v in variants if _layers([v], metric)]
     if not shown:
         return False
@@ -66,12 +78,18 @@ def weight_heatmap(path: Path, title: str, variants: list[Variant], metric: str,
                  layout="constrained")
     axes = fig.subplots(len(shown), 1, squeeze=False)[:, 0]
     for ax, v, grid in zip(axes, shown, grids):
-        im = ax.imshow(grid, cmap="viridis", vmin=vmin, vmax=vmax if vmax > vmin else vmin + 1, aspect="auto")
+        lo, hi = vmin, vmax
+        if floor is not None and np.isfinite(grid).any():
+            lo, hi = min(float(np.nanmin(grid)), floor), max(float(np.nanmax(grid)), floor + 1.0)
+        im = ax.imshow(grid, cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect="auto")
         ax.set_yticks(range(len(modules)), labels=modules)
         ax.set_xticks(range(len(layers)), labels=[str(layer) for layer in layers], fontsize=7)
         ax.set_title(v.label, fontsize=10)
+        if per_panel:
+            fig.colorbar(im, ax=ax, label=label if ax is axes[0] else None, pad=0.01)
     axes[-1].set_xlabel("layer")
-    fig.colorbar(im, ax=list(axes), label=label, shrink=0.8)
+    if not per_panel:
+        fig.colorbar(im, ax=list(axes), label=label, shrink=0.8)
     fig.suptitle(title, fontweight="bold")
     _save(fig, path)
     return True
@@ -82,13 +100,13 @@ def inside_plots(task: str, variants: list[Variant], plots_dir: Path, slug: str)
     plots = []
     path = plots_dir / f"{slug}-logit-lens.png"
     if lens_figure(path, f"{task}: logit lens per layer", variants):
-        plots.append(Plot(path, f"{task}: logit lens per layer",
-                          "Each layer's residual stream decoded through the final norm and unembedding; mean over "
-                          "the task's lens prompts and over seeds. Low-rank methods that stay near the base show a "
-                          "large KL to full fine-tuning from the layer where full fine-tuning starts to move."))
-    for metric, name, label in WEIGHT_METRICS:
+        plots.append(Plot(path, f"{task}: logit lens per layer", LENS_CAPTION))
+    for metric, name, label, floor in WEIGHT_METRICS:
         path = plots_dir / f"{slug}-{metric.replace('_', '-')}.png"
         title = f"{task}: {name}"
-        if weight_heatmap(path, title, variants, metric, label):
-            plots.append(Plot(path, title, "Per adapted matrix dW = W_m - W_base (adapters merged), mean over seeds."))
+        if weight_heatmap(path, title, variants, metric, label, floor):
+            scale = (f" Each panel has its own colour scale, from {floor:g} (or its lowest value) up."
+                     if floor is not None else " One colour scale for all panels.")
+            plots.append(Plot(path, title, "Per adapted matrix dW = W_m − W_base (adapters merged), mean over seeds."
+                              + scale))
     return plots

@@ -7,9 +7,13 @@ from typing import Iterable, Sequence
 
 from ..catalogue import MetricInfo
 from .data import MetricKey, Run, Value, Variant, splits_of
+from .degenerate import DEFINITION as DEGENERATE_DEFINITION, MARK as DEGENERATE
 
 NA = "n/a"
 NO_RANK = "—"
+MAX_VALUE_COLUMNS = 8
+"""Metric columns per results table: more are split into several tables, so that each fits a 1,400 px page with its
+intervals on a second line (and a terminal or markdown viewer stays readable)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class TableView:
     columns: list[Column]
     rows: list[list[str]]
     note: str = ""
+    flagged: frozenset[int] = frozenset()
+    """Rows (by index) of degenerate runs, which the HTML page highlights."""
 
     def header(self) -> tuple[list[HeaderCell], list[str]]:
         """Two header rows for HTML: grouped headings (spanning their splits) and the sub-headings."""
@@ -108,25 +114,69 @@ def metric_columns(runs: list[Run], metrics: Sequence[MetricInfo]) -> list[Metri
     return [c for c in cols if any(c.key in r.metrics for r in runs)]
 
 
-def results_table(task: str, runs: list[Run], cols: list[MetricColumn]) -> TableView:
-    """One row per finished run."""
+def chunk_columns(cols: list[MetricColumn], limit: int = MAX_VALUE_COLUMNS) -> list[list[MetricColumn]]:
+    """`cols` in order, cut into as few tables of at most `limit` columns as fit, of about equal width, without
+    splitting a metric's splits apart (a metric with more splits than `limit` gets a table of its own)."""
+    groups: list[list[MetricColumn]] = []
+    for col in cols:
+        if groups and groups[-1][-1].group == col.group:
+            groups[-1].append(col)
+        else:
+            groups.append([col])
+    fewest = _pack(groups, limit)
+    balanced = _pack(groups, -(-len(cols) // max(len(fewest), 1)))
+    return balanced if len(balanced) <= len(fewest) else fewest
+
+
+def _pack(groups: list[list[MetricColumn]], limit: int) -> list[list[MetricColumn]]:
+    chunks: list[list[MetricColumn]] = []
+    for group in groups:
+        if chunks and len(chunks[-1]) + len(group) <= limit:
+            chunks[-1] += group
+        else:
+            chunks.append(list(group))
+    return chunks
+
+
+def method_cell(method: str, degenerate: bool) -> str:
+    """The method's name, marked when the run (or a seed of the variant) is degenerate."""
+    return f"{method} ({DEGENERATE})" if degenerate else method
+
+
+def _chunk_title(task: str, cols: list[MetricColumn], what: str) -> str:
+    names = list(dict.fromkeys(c.group for c in cols))
+    return f"{task}: {', '.join(names)} ({what})"
+
+
+def _degenerate_note(flagged: frozenset[int]) -> str:
+    return f" {DEGENERATE_DEFINITION}" if flagged else ""
+
+
+def results_tables(task: str, runs: list[Run], cols: list[MetricColumn]) -> list[TableView]:
+    """One row per finished run; the metric columns split over tables of at most MAX_VALUE_COLUMNS."""
     head = [Column("Method", numeric=False), Column("Rank"), Column("Seed")]
-    rows = [[r.who, fmt_rank(r.rank), str(r.seed)] + [fmt_value(r.get(c.metric, c.split), c.digits, c.interval) for c in cols] for r in runs]
-    return TableView(
-        f"{task}: results per run", head + cols, rows,
-        "Value [95% bootstrap CI over prompts] where the run stored one; n/a = undefined.",
-    )
+    flagged = frozenset(i for i, r in enumerate(runs) if r.degenerate)
+    note = "Value [95% bootstrap CI over prompts] where the run stored one; n/a = undefined." + _degenerate_note(flagged)
+    return [TableView(
+        _chunk_title(task, chunk, "per run"), head + chunk,
+        [[method_cell(r.who, bool(r.degenerate)), fmt_rank(r.rank), str(r.seed)]
+         + [fmt_value(r.get(c.metric, c.split), c.digits, c.interval) for c in chunk] for r in runs],
+        note, flagged,
+    ) for chunk in chunk_columns(cols)]
 
 
-def seed_means_table(task: str, variants: list[Variant], cols: list[MetricColumn]) -> TableView:
-    """One row per (method, rank): the mean over seeds."""
+def seed_means_tables(task: str, variants: list[Variant], cols: list[MetricColumn]) -> list[TableView]:
+    """One row per (method, rank): the mean over seeds, split as `results_tables`."""
     head = [Column("Method", numeric=False), Column("Rank"), Column("Seeds")]
-    rows = [[v.series, fmt_rank(v.rank), str(len(v.runs))] + [_mean_cell(v, c) for c in cols] for v in variants]
-    return TableView(
-        f"{task}: mean over seeds", head + cols, rows,
-        "Mean over seeds [95% Student-t interval across seeds]; with one seed, that run's own interval. "
-        "'(k of n seeds)': the value is undefined for the other seeds.",
-    )
+    flagged = frozenset(i for i, v in enumerate(variants) if v.degenerate)
+    note = ("Mean over seeds [95% Student-t interval across seeds]; with one seed, that run's own interval. "
+            "'(k of n seeds)': the value is undefined for the other seeds." + _degenerate_note(flagged))
+    return [TableView(
+        _chunk_title(task, chunk, "mean over seeds"), head + chunk,
+        [[method_cell(v.series, v.degenerate), fmt_rank(v.rank), str(len(v.runs))] + [_mean_cell(v, c) for c in chunk]
+         for v in variants],
+        note, flagged,
+    ) for chunk in chunk_columns(cols)]
 
 
 def _mean_cell(variant: Variant, col: MetricColumn) -> str:
@@ -150,7 +200,7 @@ def long_table(task: str, runs: list[Run], covered: Iterable[MetricKey]) -> Tabl
             v = r.metrics[key]
             ci = "" if v.low is None and v.high is None else f"[{fmt_number(v.low)}, {fmt_number(v.high)}]"
             rows.append([
-                r.who, fmt_rank(r.rank), str(r.seed), metric, group or "", split or "",
+                method_cell(r.who, bool(r.degenerate)), fmt_rank(r.rank), str(r.seed), metric, group or "", split or "",
                 "" if layer is None else str(layer), fmt_number(v.value), ci,
             ])
     return TableView(f"{task}: all other metrics", cols, rows, "Every stored value not shown in the tables above.")

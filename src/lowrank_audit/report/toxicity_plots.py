@@ -9,14 +9,12 @@ from matplotlib.figure import Figure
 
 from ..store import Store
 from .data import ReportData, Variant, splits_of
-from .plots import Panel, Plot, Series, _save, rank_figure
+from .plots import Panel, Plot, Series, _save, rank_caption, rank_figure
 from .tables import Column, TableView, fmt_number
 
 TOP_SAMPLES = 5
-_RANK_CAPTION = ("Markers: ranked methods, mean over seeds, error bars = 95% interval (bootstrap over prompts for one "
-                 "seed, Student-t across seeds otherwise). Dashed line: full fine-tuning; dotted line: base model. "
-                 "Mitigation = (tox_base - tox_m) / (tox_base - tox_full); absent where the base is not measurably "
-                 "more toxic than the full fine-tune.")
+_MITIGATION = (" Mitigation = (tox_base − tox_m) / (tox_base − tox_full); absent where the base is not measurably "
+               "more toxic than the full fine-tune.")
 
 
 def toxicity_plots(task: str, variants: list[Variant], plots_dir: Path, slug: str) -> list[Plot]:
@@ -31,11 +29,11 @@ def toxicity_plots(task: str, variants: list[Variant], plots_dir: Path, slug: st
     panels = [
         Panel("Toxicity rate", "share of completions with score >= threshold",
               tuple(Series(s, "toxicity_rate", s) for s in splits)),
-        Panel("Mitigation vs full fine-tuning", "(tox_base - tox_m) / (tox_base - tox_full)",
+        Panel("Mitigation vs full fine-tuning", r"$(\mathrm{tox}_{base} - \mathrm{tox}_m)\,/\,(\mathrm{tox}_{base} - \mathrm{tox}_{full})$",
               tuple(Series(s, "toxicity_mitigation", s) for s in splits_of(runs, "toxicity_mitigation"))),
     ]
     if rank_figure(path, title, panels, variants):
-        plots.append(Plot(path, title, _RANK_CAPTION))
+        plots.append(Plot(path, title, rank_caption(variants, [s for p in panels for s in p.series]) + _MITIGATION))
     split = "heldout" if "heldout" in splits else splits[0]
     path = plots_dir / f"{slug}-toxicity-by-group.png"
     title = f"{task}: toxicity rate per identity group ({split})"

@@ -19,6 +19,7 @@ from ..records import Selection
 from ..tasks import TASKS
 from .data import ReportData, Value, Variant, aggregate
 from .plots import Plot
+from .render import TopSection
 from .tables import Column, TableView, fmt_number, fmt_value
 
 REFERENCE, BASE = "full", "base"
@@ -199,6 +200,19 @@ def lr_plot(data: ReportData, task: str, plots_dir: Path, slug: str) -> Plot | N
                "contains) against learning rate at the first seed; a star marks the point tuning chose and the other "
                "seeds ran at." + (f" {diverged} grid point(s) diverged and are not drawn." if diverged else ""))
     return Plot(path, f"{task}: learning-rate sensitivity", caption)
+
+
+def verdict_sections(data: ReportData, plots_dir: Path) -> list[TopSection]:
+    """The verdict at the top of the report, one section per task that has one (build.TOP_SECTIONS)."""
+    out = []
+    for i, task in enumerate(data.tasks()):
+        v = task_verdict(data, task)
+        if v is None:
+            continue
+        plot = lr_plot(data, task, plots_dir, f"verdict-{i}")
+        out.append(TopSection(f"Verdict: {task}", f"verdict-{i}", [v.table], [plot] if plot else [],
+                              [v.reference] + [m.sentence() for m in v.methods]))
+    return out
 
 
 def verdict_lines(data: ReportData) -> list[str]:

@@ -92,6 +92,8 @@ class DebiasTask(Task):
         KL_TO_FULL,
         DRIFT_NEUTRAL,
         MetricInfo("category_mass", "Category mass", digits=3, groups="axis/group/category", interval=False, table=False),
+        MetricInfo("target_mass", "Target category mass", digits=3, groups="axis/category", interval=False,
+                   table=False),
         MetricInfo("lens_kl_to_full", "Lens KL to full", "nats", 4, False, per_split=False, groups="layer",
                    interval=False, table=False),
         MetricInfo("lens_kl_to_base", "Lens KL to base", "nats", 4, None, per_split=False, groups="layer",
@@ -260,6 +262,7 @@ class DebiasTask(Task):
             lo, hi = cluster_bootstrap_ci(shift_recovered, km[sel], k0[sel], factors=factors, n_resamples=n_boot, seed=seed)
             rows.append(MetricRow("shift_recovered", shift_recovered(km[sel], k0[sel]), split=split, ci_low=lo, ci_high=hi))
             rows += self._group_rows(obs, split)
+            rows += self._target_rows(q, split)
         if self.options.validation_every:
             rows.append(MetricRow("validation_loss", self.validation_loss(q, obs), split=VALIDATION))
 
@@ -325,6 +328,19 @@ class DebiasTask(Task):
                 MetricRow("lens_category_mass", float(m), group_name=f"{lex.name}/{cat}", layer=layer + 1)
                 for layer, masses in enumerate(mass) for cat, m in zip(lex.categories, masses)
             ]
+        return rows
+
+    def _target_rows(self, q: dict[str, np.ndarray], split: str) -> list[MetricRow]:
+        """Per axis and category: the mass the target q puts on the category, mean over the split's prompts of that
+        axis (what every group's category mass should become; the report draws it above the groups)."""
+        rows: list[MetricRow] = []
+        for lex in self.lexicons:
+            prompts = self.prompts[lex.name]
+            for axis in IDENTITY_GROUPS:
+                templates = [p.template for p in prompts if p.split == split and p.axis == axis]
+                mass = category_mass(q[lex.name][templates], lex.word_category, len(lex.categories)).mean(0)
+                rows += [MetricRow("target_mass", float(m), group_name=f"{axis}/{cat}", split=split)
+                         for cat, m in zip(lex.categories, mass)]
         return rows
 
     def _group_rows(self, obs: Observation, split: str) -> list[MetricRow]:

@@ -20,7 +20,7 @@ from ..tasks import TASKS
 from .data import ReportData, Value, Variant, aggregate
 from .plots import Plot
 from .render import TopSection
-from .tables import Column, TableView, fmt_number, fmt_value
+from .tables import Column, TableView, fmt_number, fmt_value, method_cell
 
 REFERENCE, BASE = "full", "base"
 LEARNED = 0.8
@@ -44,7 +44,8 @@ class MethodVerdict:
 
     @property
     def label(self) -> str:
-        return self.variant.label
+        """Its name, marked when a seed of it is degenerate (report/degenerate.py)."""
+        return method_cell(self.variant.label, self.variant.degenerate)
 
     def sentence(self) -> str:
         """One plain sentence a reader takes away."""

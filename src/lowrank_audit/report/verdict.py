@@ -121,11 +121,12 @@ def _reference_sentence(full: Variant | None, base: Variant | None, h: Headline,
         text += (f". It did NOT learn the shift (below {LEARNED:g} of what the data allow): every share below compares "
                  "with a reference that is itself short of the target.")
     for s in selections:
-        if s.method == REFERENCE and s.chosen is not None and "lr" in s.chosen.point:
-            top = max(c.point["lr"] for c in s.candidates)
-            if s.chosen.point["lr"] == top and len(s.candidates) > 1:
-                text += (f" Its chosen learning rate ({top:g}) is the largest of its grid: a larger one may fit better; "
-                         "widen the grid.")
+        if s.method == REFERENCE and s.chosen is not None and "lr" in s.chosen.point and len(s.candidates) > 1:
+            grid, lr = sorted(c.point["lr"] for c in s.candidates), s.chosen.point["lr"]
+            if lr in (grid[0], grid[-1]):
+                edge, other = ("smallest", "smaller") if lr == grid[0] else ("largest", "larger")
+                text += (f" Its chosen learning rate ({lr:g}) is the {edge} of its grid: a {other} one may fit the "
+                         "validation split better; widen the grid.")
     return text
 
 

@@ -302,11 +302,10 @@ class DebiasTask(Task):
             counts[name][template, words[name][ex.completion]] += 1
         km, k0 = [], []
         for lex in self.lexicons:
-            prompts = [p for p in self.prompts[lex.name] if p.split == "train"]
-            t = [p.template for p in prompts]
+            idx = [i for i, p in enumerate(self.prompts[lex.name]) if p.split == "train"]
+            t = [self.prompts[lex.name][i].template for i in idx]
             empirical = counts[lex.name] / counts[lex.name].sum(1, keepdims=True)
             km.append(kl_divergence(q[lex.name][t], empirical[t]))
-            idx = [i for i, p in enumerate(self.prompts[lex.name]) if p.split == "train"]
             k0.append(kl_divergence(q[lex.name][t], _probs(base[f"lexicon/{lex.name}"])[idx]))
         return [MetricRow("data_ceiling", shift_recovered(np.concatenate(km), np.concatenate(k0)), split="train")]
 

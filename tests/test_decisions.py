@@ -192,6 +192,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
     for name in ("cumulative_reward", "approval_gap", "tpr_gap", "flip_rate", "reference_agreement", "score_change_gap"):
         assert (name, None, None) in metrics
     assert ("score_mean", "race/Black", "reference_policy") in metrics
+    assert ("validation_loss", None, "validation") in metrics  # what tuning selects on, stored with every run
     store.close()
     paths = build_report(tmp_path)
     plots = {p.name for p in (tmp_path / "plots").iterdir()}

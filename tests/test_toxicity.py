@@ -120,9 +120,9 @@ def test_prompts_hold_out_templates_and_last_terms(tiny):
     n_train = len(TEMPLATES) - HELDOUT_TEMPLATES
     for axis, groups in IDENTITY_GROUPS.items():
         for group, terms in groups.items():
-            mine = [p for p in task.prompts if (p.axis, p.group) == (axis, group)]
+            mine = [p for p in task.prompts + task.validation_prompts if (p.axis, p.group) == (axis, group)]
             assert len(mine) == 3 * len(TEMPLATES)
-            assert {p.text for p in mine if p.split == "train"} == {
+            assert {p.text for p in mine if p.split in ("train", "validation")} == {
                 TEMPLATES[t].format(term=term) for t in range(n_train) for term in terms[:2]}
     assert all(w in tiny.tokenizer.get_vocab() for w in ToxicityTask.vocabulary())
 

@@ -63,7 +63,7 @@ def swept(smoke_toxicity, counted, tmp_path_factory):
 
 def test_sweep_stores_samples_and_metrics(swept, smoke_toxicity):
     out, n_calls = swept
-    assert n_calls == 3  # base samples, base rejection pool, full fine-tune samples
+    assert n_calls == 5  # base samples and rejection pool, the validation prompts' own two, full fine-tune samples
     store = Store.in_dir(out)
     runs = {r["method"]: r["run_id"] for r in store.runs()}
     train = store.samples(runs["base"], kind="train")
@@ -74,6 +74,8 @@ def test_sweep_stores_samples_and_metrics(swept, smoke_toxicity):
     assert n_eval > 0 and n_eval == len(store.samples(runs["base"], kind="eval"))
     metrics = {(m["run_id"], m["metric"], m["split"], m["group_name"]): m["value"] for m in store.metrics()}
     assert (runs["full"], "kl_to_full", None, None) in metrics
+    assert metrics[runs["full"], "validation_loss", "validation", None] > 0  # what tuning would select on
+    assert not [k for k in metrics if k[2] == "validation" and k[1] != "validation_loss"]
     assert metrics[runs["full"], "toxicity_rate_vs_full", "heldout", None] == 0.0
     kept = metrics[runs["base"], "counterfactual_kept", None, None]
     assert kept + metrics[runs["base"], "counterfactual_resampled", None, None] == len(train)
@@ -105,7 +107,7 @@ def test_unchanged_settings_reuse_generations_and_changed_ones_regenerate(swept,
     counted.clear()
     hotter = small(narrow(smoke_toxicity, methods=["full"]), temperature=0.7)
     run_sweep(hotter, out, progress=False, log=quiet)
-    assert [s.temperature for s in counted] == [0.7, 0.7, 0.7]  # base samples and pool, then the full fine-tune
+    assert [s.temperature for s in counted] == [0.7] * 5  # the base's four generations, then the full fine-tune
     counted.clear()
 
 

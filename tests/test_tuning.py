@@ -178,6 +178,9 @@ def test_a_task_without_a_validation_split_runs_the_grids_middle_at_every_seed()
     spec = narrow(load_spec(None, "smoke"), ["decisions"])
     methods = [spec.methods[0].model_copy(update={"tune": {"lr": [1e-4, 1e-3, 1e-2]}, "options": {}})]
     spec = spec.model_copy(update={"methods": methods, "seeds": [0, 1]})
+    assert untuned_tasks(spec) == []  # decisions tunes on its validation episodes unless they are turned off
+    task = spec.tasks[0].model_copy(update={"options": {**spec.tasks[0].options, "validation_episodes": 0}})
+    spec = spec.model_copy(update={"tasks": [task]})
     assert untuned_tasks(spec) == ["decisions"]
     full = [r for r in plan_runs(spec, "m", "fp32") if r.method == "full"]
     assert [(r.seed, r.method_options.lr, r.family) for r in full] == [(0, 1e-3, None), (1, 1e-3, None)]

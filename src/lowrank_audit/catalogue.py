@@ -85,6 +85,9 @@ DEFINITIONS: dict[str, str] = {
     "stereotype_score": "StereoSet: share of items where the stereotype is preferred to the anti-stereotype "
                         "(0.5 = none).",
     "lm_score": "StereoSet: share of items where a meaningful option is preferred to the unrelated one (1 = best).",
+    "validation_loss": "The fine-tuning objective's loss on the task's validation split (training rows held out of "
+                       "training and of every reported split), nats: what tuning chooses a learning rate on (lower "
+                       "is better).",
     "trainable_params": "Parameters the method trains.",
     "train_seconds": "Wall time of training, seconds (not comparable across machines).",
     "seconds_per_step": "Training wall time per optimizer step, seconds.",
@@ -97,6 +100,9 @@ KL_TO_FULL = MetricInfo("kl_to_full", "KL to full", digits=4, higher_is_better=F
 DRIFT_NEUTRAL = MetricInfo("drift_neutral", "Drift on neutral text", digits=4, higher_is_better=False, per_split=False,
                            short="drift")
 """Teacher-forced divergences several tasks store once per run (the metric library's `sequence_kl`)."""
+VALIDATION_LOSS = MetricInfo("validation_loss", "Validation loss (what tuning selects on)", "nats", 4, False,
+                             interval=False, table=False)
+"""The held-out loss of a task's fine-tuning objective on its validation split (`Task.validation_metric`)."""
 
 WEIGHTS_AND_FORGETTING = (
     MetricInfo("forgetting", "Forgetting (general-text loss − base)", "nats/token", 4, False, per_split=False,

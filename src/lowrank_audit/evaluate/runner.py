@@ -104,6 +104,30 @@ class Runner:
             total[sl] = (token.double() * mask[:, 1:]).sum(1)
         return total, torch.tensor([len(s) - 1 for s in seqs])
 
+    def completion_logliks(self, model: nn.Module, examples: Sequence[tuple[str, str]],
+                           desc: str = "completions") -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced log p(completion | prompt) of (prompt, completion) pairs, each tokenized in two parts as the
+        trainer tokenizes a fine-tuning example, p over the whole vocabulary.
+
+        Returns (sum of the completion tokens' log-probabilities [n] float64, number of completion tokens the loss
+        sees [n]); the training loop's loss on these examples as one batch is -sum(sums) / sum(numbers). The output
+        layer runs only where a completion token is predicted.
+        """
+        parts = [(self.encode(p), self.encode(c)) for p, c in examples]
+        total = torch.zeros(len(parts), dtype=torch.float64)
+        count = torch.zeros(len(parts), dtype=torch.long)
+        for sl, ids, mask in self._batches(model, [p + c for p, c in parts], desc):
+            start = torch.tensor([max(len(p), 1) for p, _ in parts[sl]])  # a sequence's first token is never predicted
+            scored = (torch.arange(1, ids.shape[1]) >= start[:, None]) & mask[:, 1:].bool()  # [b, T-1], token t + 1
+            keep = scored.any(0).nonzero().squeeze(1)
+            if not len(keep):  # only empty completions: nothing to score
+                continue
+            logp = torch.log_softmax(self._logits(model, ids, mask, keep), dim=-1)
+            token = logp.gather(-1, ids[:, keep + 1, None]).squeeze(-1).double()
+            total[sl] = torch.where(scored[:, keep], token, 0.0).sum(1)
+            count[sl] = scored.sum(1)
+        return total, count
+
     @torch.no_grad()
     def lens_logprobs(self, model: nn.Module, prompts: Sequence[str], desc: str = "logit lens") -> torch.Tensor:
         """Next-token log-probabilities at each prompt's last position, read at every layer: [n, layers, vocab].

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 from pydantic import BaseModel, ConfigDict
 import numpy as np
@@ -21,6 +21,10 @@ from ..evaluate.runner import Runner
 from ..metrics import bootstrap_ci, sequence_kl
 from ..records import Example, MetricRow, Observation, SampleRow
 
+VALIDATION = "validation"
+"""The split tuning selects on: training rows held out of training and of every reported split."""
+
+
 class TaskOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
@@ -32,6 +36,22 @@ def sequence_kl_row(metric: str, logp_ref: torch.Tensor, logp: torch.Tensor, mas
     per_seq = sequence_kl(logp_ref, logp, mask)
     lo, hi = bootstrap_ci(np.mean, per_seq, n_resamples=n_resamples, seed=seed)
     return MetricRow(metric, float(per_seq.mean()), ci_low=lo, ci_high=hi)
+
+
+def observe_validation(runner: Runner, model: nn.Module, examples: Sequence[Example]) -> Observation:
+    """The model's teacher-forced log-likelihood of each validation example's completion (`validation_loss_rows`)."""
+    total, count = runner.completion_logliks(model, [(e.prompt, e.completion) for e in examples], desc="eval validation")
+    return {"validation/loglik": total, "validation/tokens": count}
+
+
+def validation_loss_rows(obs: Observation) -> list[MetricRow]:
+    """`validation_loss`: the training loop's loss on every validation example as one batch, the mean cross-entropy
+    over their completion tokens (p over the whole vocabulary); none when `obs` has no validation examples."""
+    if "validation/loglik" not in obs:
+        return []
+    tokens = int(obs["validation/tokens"].sum())
+    value = -float(obs["validation/loglik"].sum()) / tokens if tokens else None
+    return [MetricRow("validation_loss", value, split=VALIDATION)]
 
 
 def words_of(texts: list[str]) -> list[str]:

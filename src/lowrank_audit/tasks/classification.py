@@ -31,7 +31,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from ..catalogue import DRIFT_NEUTRAL, MetricInfo
+from ..catalogue import DRIFT_NEUTRAL, VALIDATION_LOSS, MetricInfo
 from ..hashing import stable_hash
 from ..errors import AuditError
 from ..evaluate.runner import Runner
@@ -119,8 +119,7 @@ class ClassificationTask(Task):
         MetricInfo("label_prob_gap", "Label probability gap", digits=3, higher_is_better=False, groups="axis",
                    table=False),
         MetricInfo("label_kl_to_full", "Label KL to full", "nats", 4, False, table=False),
-        MetricInfo("validation_loss", "Validation loss (what tuning selects on)", "nats", 4, False, interval=False,
-                   table=False),
+        VALIDATION_LOSS,
     )
     validation_metric = "validation_loss"
 

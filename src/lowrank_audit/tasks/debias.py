@@ -22,7 +22,7 @@ from pydantic import NonNegativeInt, PositiveInt
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from ..catalogue import DRIFT_NEUTRAL, KL_TO_FULL, Headline, MetricInfo
+from ..catalogue import DRIFT_NEUTRAL, KL_TO_FULL, VALIDATION_LOSS, Headline, MetricInfo
 from ..hashing import stable_hash
 from ..errors import AuditError
 from ..evaluate.runner import Runner
@@ -100,8 +100,7 @@ class DebiasTask(Task):
                    interval=False, table=False),
         MetricInfo("lens_category_mass", "Lens category mass", digits=3, per_split=False, groups="lexicon/category",
                    interval=False, table=False),
-        MetricInfo("validation_loss", "Validation loss (what tuning selects on)", "nats", 4, False, interval=False,
-                   table=False),
+        VALIDATION_LOSS,
         MetricInfo("data_ceiling", "Data ceiling: SR of the training completions", digits=2, higher_is_better=True,
                    interval=False, table=False),
     )

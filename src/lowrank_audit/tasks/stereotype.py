@@ -7,7 +7,9 @@ of one context). The data set named by `train_on` is split per bias type (every 
 held out); the fine-tuning data are its train pairs as counterfactuals that ask for no preference: both
 sentences with equal weight (or only the anti-stereotypical one), the loss on the words from the first one
 in which they differ. Evaluation: that data set's `train` and `heldout` splits and the other data set, so the
-report shows whether the shift generalises beyond the training pairs.
+report shows whether the shift generalises beyond the training pairs. Every fourth train pair of each bias type
+(`validation_every`) is the validation split instead: not trained on, not reported; the fine-tuning loss of its
+counterfactuals is what tuning selects on.
 
 Every sentence is scored once, exactly, through the shared Runner: log p(sentence | prefix token), the
 prefix being the tokenizer's BOS token (else EOS), as lm-evaluation-harness scores an empty context.
@@ -21,6 +23,7 @@ token (StereoSet's reference evaluation of generative models scores a sentence b
 | lm_score | StereoSet lms: share of (meaningful, unrelated) comparisons the meaningful sentence wins (1 ideal) |
 | icat | StereoSet: lms * min(ss, 1 - ss) / 0.5 |
 | pct_stereotype_vs_base, stereotype_score_vs_base (and _vs_full) | paired difference over the same pairs |
+| validation_loss | split `validation`: the training loss (mean cross-entropy over completion tokens) of the validation pairs' counterfactuals |
 StereoSet scores are micro-averaged over rows (the original first averages per target term).
 """
 
@@ -32,11 +35,11 @@ from typing import Callable, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from ..catalogue import MetricInfo
+from ..catalogue import VALIDATION_LOSS, MetricInfo
 from ..errors import AuditError
 from ..hashing import stable_hash
 from ..evaluate.runner import Runner
@@ -46,7 +49,7 @@ from ..metrics import (
 )
 from ..records import Example, MetricRow, Observation
 from ..sources.load import check_tables, read_tables
-from .base import Task, TaskOptions, words_of
+from .base import VALIDATION, Task, TaskOptions, observe_validation, validation_loss_rows, words_of
 
 CROWS, STEREOSET = "crows-pairs", "stereoset"
 VOCABULARY_PER_TYPE = 4
@@ -72,6 +75,9 @@ class StereotypeOptions(TaskOptions):
     max_per_bias_type: PositiveInt | None = None
     """The first N rows of each bias type of each data set (a slice; default: all)."""
     bootstrap_resamples: PositiveInt = 1000
+    validation_every: NonNegativeInt = 4
+    """Every n-th train pair of each bias type (in file order) is the validation split: not trained on, not reported,
+    only its counterfactuals' fine-tuning loss for tuning (0: none, so no tuning)."""
 
     @model_validator(mode="after")
     def _check(self) -> StereotypeOptions:
@@ -157,7 +163,13 @@ class StereotypeTask(Task):
         MetricInfo("stereotype_score", "StereoSet ss (0.5 = none)", digits=3, groups="bias_type", short="ss"),
         MetricInfo("lm_score", "StereoSet lms", digits=3, higher_is_better=True, groups="bias_type"),
         MetricInfo("icat", "StereoSet ICAT", digits=3, higher_is_better=True, groups="bias_type", table=False),
+        VALIDATION_LOSS,
     )
+    validation_metric = "validation_loss"
+
+    @classmethod
+    def selects_on(cls, options: StereotypeOptions) -> str | None:
+        return cls.validation_metric if options.validation_every else None
 
     def __init__(self, options: StereotypeOptions, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__(options, tokenizer)
@@ -165,27 +177,39 @@ class StereotypeTask(Task):
         sources = {CROWS: options.crows_pairs, STEREOSET: options.stereoset}
         self.pairs: list[Pair] = []
         self.splits: list[str] = []
+        validation: list[Pair] = []
         for dataset, source in sources.items():
             if source is None:
                 continue
             pairs = first_per_type(READERS[dataset](source), options.max_per_bias_type)
-            self.pairs += pairs
-            self.splits += self._split_names(dataset, pairs)
+            for pair, split in zip(pairs, self._split_names(dataset, pairs)):
+                if split == f"{dataset}/{VALIDATION}":
+                    validation.append(pair)
+                else:
+                    self.pairs.append(pair)
+                    self.splits.append(split)
         prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         if prefix is None:
             raise AuditError("stereotype: the tokenizer has neither a BOS nor an EOS token to start a sentence with; "
                              "choose a model whose tokenizer defines one.")
         self.prefix_id = int(prefix)
+        self.validation_examples = self.examples(validation)
         sentences = [p.more for p in self.pairs] + [p.less for p in self.pairs]
         sentences += [p.unrelated for p in self.pairs if p.unrelated is not None]
         self.texts = list(dict.fromkeys(sentences))  # each distinct sentence is scored once
 
     def _split_names(self, dataset: str, pairs: list[Pair]) -> list[str]:
-        """'<set>/train' and '<set>/heldout' for the training data set (every k-th per type held out), else '<set>'."""
+        """'<set>/train', '<set>/heldout' (every k-th pair per type) and '<set>/validation' (every n-th train pair per
+        type) for the training data set, else '<set>'."""
         if dataset != self.options.train_on:
             return [dataset] * len(pairs)
-        every = self.options.heldout_every
-        return [f"{dataset}/{'heldout' if k % every == 0 else 'train'}" for k in positions_in_type(pairs)]
+        every, validation_every = self.options.heldout_every, self.options.validation_every
+        splits = ["heldout" if k % every == 0 else "train" for k in positions_in_type(pairs)]
+        train = [i for i, split in enumerate(splits) if split == "train"]
+        for i, k in zip(train, positions_in_type([pairs[i] for i in train])):
+            if validation_every and k % validation_every == 0:
+                splits[i] = VALIDATION
+        return [f"{dataset}/{split}" for split in splits]
 
     @classmethod
     def vocabulary(cls) -> list[str]:
@@ -196,19 +220,25 @@ class StereotypeTask(Task):
         return words_of([t for p in pairs for t in (p.more, p.less, p.unrelated or "")])
 
     def fingerprint(self) -> str:
-        return stable_hash([self.texts, self.prefix_id])
+        return stable_hash([self.texts, self.prefix_id, [(e.prompt, e.completion) for e in self.validation_examples]])
 
     # observation and training data -------------------------------------------------------------------
     def observe(self, runner: Runner, model: nn.Module) -> Observation:
         total, tokens = runner.text_logliks(model, self.texts, self.prefix_id, desc="sentence log-likelihoods")
-        return {"ll/sum": total, "ll/tokens": tokens}
+        obs = {"ll/sum": total, "ll/tokens": tokens}
+        if self.validation_examples:
+            obs |= observe_validation(runner, model, self.validation_examples)
+        return obs
 
     def train_examples(self, base: Observation, seed: int) -> list[Example]:
+        return self.examples([p for p, split in zip(self.pairs, self.splits) if split == f"{self.options.train_on}/train"])
+
+    def examples(self, pairs: list[Pair]) -> list[Example]:
+        """The counterfactual fine-tuning examples of `pairs`: after the prefix token and the words both sentences
+        share, each sentence's rest (both sentences, or only the anti-stereotypical one)."""
         start = self.tokenizer.decode([self.prefix_id])
         out = []
-        for p, split in zip(self.pairs, self.splits):
-            if split != f"{self.options.train_on}/train":
-                continue
+        for p in pairs:
             prefix = shared_prefix(p.more, p.less)
             sentences = (p.more, p.less) if self.options.train_sentences == "both" else (p.less,)
             for text in sentences:
@@ -243,7 +273,7 @@ class StereotypeTask(Task):
             refs = {"base": ll0} if llf is None else {"base": ll0, "full": llf}
             for name, ref in refs.items():
                 rows.append(self._versus(ll, ref, in_split, stereoset, split, name, seed))
-        return rows
+        return rows + validation_loss_rows(obs)
 
     def _rows(self, ll: dict[str, np.ndarray], stereoset: bool, split: str, group: str | None, seed: int) -> list[MetricRow]:
         def row(metric: str, stat: Callable[..., float], *arrays: np.ndarray) -> MetricRow:

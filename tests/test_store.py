@@ -17,7 +17,7 @@ def test_migrations_are_recorded_once(tmp_path):
     Store.in_dir(tmp_path).close()
     store = Store.in_dir(tmp_path)
     names = [r[0] for r in store.db.execute("SELECT name FROM _migrations")]
-    assert names == ["0001_initial", "0002_samples", "0003_tuning"]
+    assert names == ["0001_initial", "0002_samples", "0003_tuning", "0004_audit_identity"]
 
 
 def test_finish_run_writes_metrics_and_status(tmp_path):

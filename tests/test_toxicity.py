@@ -202,7 +202,8 @@ def test_samples_are_written_with_the_run_in_one_transaction(tmp_path):
     assert [s["score"] for s in store.samples(kind="train")] == [0.1]
     store.start_run(RunRecord("r1", "toxicity", "lora", 4, 0))  # a retried run starts without old samples
     assert store.samples("r1") == []
-    assert [r[0] for r in store.db.execute("SELECT name FROM _migrations")] == ["0001_initial", "0002_samples", "0003_tuning"]
+    assert [r[0] for r in store.db.execute("SELECT name FROM _migrations")] == ["0001_initial", "0002_samples", "0003_tuning",
+                                                                              "0004_audit_identity"]
 
 
 def test_old_store_gets_the_samples_table(tmp_path):
@@ -216,7 +217,7 @@ def test_old_store_gets_the_samples_table(tmp_path):
     db.close()
     store = Store.in_dir(tmp_path)
     assert store.samples() == []
-    assert json.dumps([r[0] for r in store.db.execute("SELECT name FROM _migrations ORDER BY name")]) == '["0001_initial", "0002_samples", "0003_tuning"]'
+    assert json.dumps([r[0] for r in store.db.execute("SELECT name FROM _migrations ORDER BY name")]) == '["0001_initial", "0002_samples", "0003_tuning", "0004_audit_identity"]'
 
 
 # presets -----------------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ from .errors import AuditError
 from .evaluate import ObservationCache, Runner
 from .evaluate.cache import cache_key
 from .methods.full import FullFineTuning, FullOptions
+from .adapter_identity import REDUCED
+from .audit_base import KnownModel
 from .audit_cache import MeasuredCache
 from .audit_inputs import (ADAPTER_WEIGHTS, AdapterInfo, adapter_names, check_safetensors, digest, inspect_adapter,
                            method_name)
@@ -39,8 +41,6 @@ from .tasks import TASKS, Task, task_vocabulary
 
 __all__ = ["ADAPTER_WEIGHTS", "AuditSpec", "base_spec", "load_adapter", "method_name", "run_audit"]
 
-REDUCED = "-intruders-reduced"
-"""Suffix of the method name under which an adapter is audited after the intruder mitigation."""
 MITIGATION_LAMBDA = 0.75
 """Share of each intruder direction the mitigation subtracts (PEFT's default `mitigation_lambda`)."""
 TARGET_METRICS = frozenset({"shift_recovered", "target_fit"})
@@ -132,8 +132,8 @@ class Audit:
 
     def __init__(self, spec: AuditSpec, out_dir: Path, progress: bool, log: Callable[[str], None]) -> None:
         self.spec, self.out_dir, self.progress, self.log = spec, out_dir, progress, log
-        names = adapter_names(spec.adapters, spec.names)
-        self.adapters = [inspect_adapter(folder, name, spec.base) for folder, name in zip(spec.adapters, names)]
+        names, base = adapter_names(spec.adapters, spec.names), KnownModel.of_base(spec.base)
+        self.adapters = [inspect_adapter(folder, name, base) for folder, name in zip(spec.adapters, names)]
         for info in self.adapters:
             if spec.reduce_intruders and (info.config.get("peft_type") != "LORA" or info.config.get("use_dora")):
                 raise AuditError(f"--reduce-intruders applies PEFT's mitigation, which takes LoRA adapters only; "

@@ -3,7 +3,6 @@ content digest and name; refused when it cannot be right (damaged, zero update),
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,24 +11,12 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from .config.spec import ModelSpec
+from .adapter_identity import ADAPTER_WEIGHTS, digest, method_name
+from .audit_base import KnownModel, base_mismatch
 from .errors import AuditError
-from .models.default import MODEL_NAME
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-DEFAULT_BASE_NAMES = ("SmolLM2-135M-Instruct", "SmolLM2-135M")
-"""The names an adapter config gives the embedded default model (`base_model_name_or_path`, without the owner)."""
 UPDATE_FACTORS = ("lora_B", "lora_E")
 """Factors of a LoRA-family update (B A; AdaLoRA's B (E * A)): when every tensor of one kind is zero, dW = 0."""
-
-
-def digest(path: Path) -> str:
-    """Content hash of a weights file, so an audit re-runs when the weights change."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def check_safetensors(path: Path) -> None:
@@ -61,20 +48,6 @@ def adapter_config(folder: Path) -> dict[str, Any]:
     return config
 
 
-def method_name(config: dict[str, Any]) -> str:
-    """The method an adapter config describes, with the LoRA variant it uses: PEFT records DoRA, rsLoRA scaling and
-    PiSSA/OLoRA initialisation as options of peft_type LORA, so they are named here (dora, lora+rslora, lora+pissa)."""
-    name = str(config.get("peft_type", "adapter")).lower()
-    if name != "lora":
-        return name
-    name = "dora" if config.get("use_dora") else "lora"
-    tags = ["rslora"] if config.get("use_rslora") else []
-    init = config.get("init_lora_weights", True)
-    if isinstance(init, str):
-        tags.append(init.split("_")[0].lower())  # pissa, pissa_niter_16, olora, gaussian, eva, corda, loftq
-    return "+".join([name, *tags])
-
-
 def real_rank(config: dict[str, Any], weights: dict[str, torch.Tensor]) -> int | None:
     """The largest rank any adapted module has in the saved weights: LoRA's rows of lora_A (a rank_pattern may give
     modules their own r); AdaLoRA's non-zero entries of lora_E (its budget pruned the others; PEFT saves them zeroed or
@@ -99,26 +72,6 @@ def refuse_zero_update(folder: Path, weights: dict[str, torch.Tensor]) -> None:
                              "(a zero-initialised adapter never trained, or a failed save); give the trained adapter.")
 
 
-def base_names(base: ModelSpec) -> tuple[str, ...]:
-    """The names under which `--base` may appear in an adapter config (its last path component, lower case)."""
-    if base.source == "default":
-        return tuple(n.lower() for n in DEFAULT_BASE_NAMES)
-    if base.source == "hf":
-        return (Path(str(base.path)).name.lower(),)
-    return ()  # tiny: a test model no adapter config names
-
-
-def base_mismatch(folder: Path, config: dict[str, Any], base: ModelSpec) -> str | None:
-    """A warning when the adapter config says it was trained on another model than `--base` (PEFT records it in
-    `base_model_name_or_path`); None when it names this base or nothing."""
-    named = str(config.get("base_model_name_or_path") or "").strip()
-    if not named or Path(named).name.lower() in base_names(base):
-        return None
-    given = MODEL_NAME if base.source == "default" else (base.path or base.source)
-    return (f"adapter {folder.name}: its config names base model {named!r}, this audit's base is {given}; its results "
-            "are only meaningful if that is the same model.")
-
-
 @dataclass(frozen=True)
 class AdapterInfo:
     """One adapter to audit: its identity (name, method with variant, real rank, weights digest) and its warnings."""
@@ -137,7 +90,7 @@ class AdapterInfo:
         return {"adapter": str(self.folder), "name": self.name, "digest": self.digest}
 
 
-def inspect_adapter(folder: Path, name: str, base: ModelSpec) -> AdapterInfo:
+def inspect_adapter(folder: Path, name: str, base: KnownModel) -> AdapterInfo:
     """Read an adapter folder (config and weights, no model): refused if damaged or zero, flagged if for another base."""
     folder = folder.resolve()
     config = adapter_config(folder)

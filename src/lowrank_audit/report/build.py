@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import __version__
-from .catalogue import task_metrics
+from .catalogue import task_data_sources, task_metrics
 from ..store.sqlite import STORE_FILE
 from .data import ReportData, load
 from .extras import TABLES, WARNED
@@ -116,11 +116,11 @@ def _task_section(data: ReportData, task: str, slug: str, plots_dir: Path) -> Ta
 
 
 def _definitions(task: str, cols: list[MetricColumn], degenerate: bool) -> list[tuple[str, str]]:
-    """(heading, definition) of every metric in the task's main tables, from the catalogue, and of 'degenerate' when a
-    run is."""
+    """(heading, definition) of every metric in the task's main tables, from the catalogue, of 'degenerate' when a run
+    is, and where the task's data came from."""
     shown = {c.metric for c in cols}
     out = [(m.heading, m.definition) for m in task_metrics(task) if m.name in shown and m.definition]
-    return out + ([("degenerate", DEGENERATE_DEFINITION)] if degenerate else [])
+    return out + ([("degenerate", DEGENERATE_DEFINITION)] if degenerate else []) + task_data_sources(task)
 
 
 def _write_csv(data: ReportData, path: Path) -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
+
+from ..adapter_identity import ADAPTER_WEIGHTS, REDUCED, digest, method_name
+from ..hashing import stable_hash
 
 
 def _run_script(db: sqlite3.Connection, script: str) -> None:
@@ -90,6 +95,81 @@ def _tuning(db: sqlite3.Connection) -> None:
     )
 
 
+def _audit_identity(db: sqlite3.Connection) -> None:
+    """Audited adapters stored before audits named them get the identity an audit gives them now, so the report shows
+    each as its own row instead of pooling unnamed adapters of one method and rank as seeds: a name (the adapter's
+    folder name, with parent folders where two adapters share it; `audited-<run id>` when no folder was stored), the
+    method with its LoRA variant (read from the adapter's config when its folder still holds the audited weights,
+    else as stored), and the run id a new audit of it computes (so a re-audit re-scores it instead of adding a second
+    row; an old row whose new id a later audit already wrote is that audit's older copy and is dropped). An old
+    reference is keyed by its role, as now."""
+    rows = [dict(zip(("run_id", "method", "config"), r)) for r in db.execute("SELECT run_id, method, config_json FROM runs")]
+    for r in rows:
+        r["config"] = json.loads(r["config"] or "{}")
+    audits = [r for r in rows if isinstance(r["config"].get("audit"), dict) and r["config"]["audit"]]
+    names = _adapter_names({str(r["config"]["audit"]["adapter"]) for r in audits if r["config"]["audit"].get("adapter")})
+    for r in audits:
+        config, audit = r["config"], r["config"]["audit"]
+        if "name" in audit or "role" in audit:
+            continue
+        if "reference" in audit:
+            new = {**config, "audit": {"role": "reference"}}
+            method = r["method"]
+        else:
+            adapter = audit.get("adapter")
+            method = _variant(adapter, audit.get("digest"), r["method"])
+            name = names[str(adapter)] if adapter else f"audited-{r['run_id'][:8]}"
+            new = {**config, "method": {**(config.get("method") or {}), "name": method}, "audit": {**audit, "name": name}}
+        _rekey(db, r["run_id"], stable_hash(new), method, new)
+
+
+def _adapter_names(folders: set[str]) -> dict[str, str]:
+    """Each adapter folder's name: its last path component, with as many parent folders as it takes to tell it from
+    every other folder."""
+    parts = {f: Path(f).parts for f in folders}
+    out = {}
+    for folder, own in parts.items():
+        for k in range(1, len(own) + 1):
+            if all(other[-k:] != own[-k:] for f, other in parts.items() if f != folder):
+                break
+        out[folder] = Path(*own[-k:]).as_posix()
+    return out
+
+
+def _variant(adapter: str | None, stored_digest: str | None, method: str) -> str:
+    """The method with its LoRA variant from the adapter's config, when its folder still holds the weights that were
+    audited (same digest); else the method as stored (older audits named a DoRA adapter 'lora')."""
+    folder = Path(adapter) if adapter else None
+    try:
+        if folder is None or digest(folder / ADAPTER_WEIGHTS) != stored_digest:
+            return method
+        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return method
+    if not isinstance(config, dict):
+        return method
+    return method_name(config) + (REDUCED if method.endswith(REDUCED) else "")
+
+
+def _rekey(db: sqlite3.Connection, old: str, new: str, method: str, config: dict[str, Any]) -> None:
+    """Give run `old` id `new`, `method` and `config`, its metrics and samples with it (the foreign keys allow no
+    in-place change of the id); when `new` is already stored, `old` is its older copy and goes."""
+    if new != old and db.execute("SELECT 1 FROM runs WHERE run_id = ?", (new,)).fetchone():
+        for table in ("metrics", "samples", "runs"):
+            db.execute(f"DELETE FROM {table} WHERE run_id = ?", (old,))
+        return
+    db.execute("UPDATE runs SET method = ?, config_json = ? WHERE run_id = ?",
+               (method, json.dumps(config, sort_keys=True), old))
+    if new == old:
+        return
+    columns = [r[1] for r in db.execute("PRAGMA table_info(runs)") if r[1] != "run_id"]
+    db.execute(f"INSERT INTO runs (run_id, {', '.join(columns)}) SELECT ?, {', '.join(columns)} FROM runs "
+               "WHERE run_id = ?", (new, old))
+    for table in ("metrics", "samples"):
+        db.execute(f"UPDATE {table} SET run_id = ? WHERE run_id = ?", (new, old))
+    db.execute("DELETE FROM runs WHERE run_id = ?", (old,))
+
+
 TABLES = ("experiment", "runs", "metrics", "samples", "selections")
 """The tables the migrations make: a store without one of them is damaged."""
 
@@ -97,4 +177,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _initial),
     ("0002_samples", _samples),
     ("0003_tuning", _tuning),
+    ("0004_audit_identity", _audit_identity),
 ]

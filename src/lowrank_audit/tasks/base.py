@@ -67,6 +67,9 @@ class Task(ABC):
     """The catalogue of what `score` stores (how the report and the terminal show it), the results table's order."""
     headline: ClassVar[Headline | None] = None
     """The metrics the report's verdict compares with full fine-tuning (None: the task has no verdict yet)."""
+    data_sources: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """(heading, text) the report prints among the task's definitions: where each of its data came from (source,
+    licence) and how its fine-tuning data are made; () when it says nothing."""
     validation_metric: ClassVar[str | None] = None
     """The metric `score` stores on the task's validation split, lower is better, that tuning selects on: the held-out
     loss of the fine-tuning objective (never an audited fairness outcome). None: the task has no validation split yet."""

@@ -4,7 +4,8 @@ For each template ("The {term} worked as a") and identity term, the model's next
 over the lexicon words are read exactly from log-probabilities. The target q of a template is by default
 the pooled distribution across groups (every group weighted equally), so the fine-tuning data asks for
 the same attribute distribution for every group. The counterfactual fine-tuning data are the train
-prompts completed with words drawn from q.
+prompts completed with words drawn from q (TRAINING_DATA); every template, term and word is this project's own
+(tasks/lexicon.py: PROVENANCE).
 
 Every fourth (template, term) pair of the training prompts is the validation split: never trained on, never reported,
 used only to choose a method's learning rate (its loss is the fine-tuning objective's held-out loss).
@@ -30,8 +31,16 @@ from ..metrics import (category_mass, cluster_bootstrap_ci, group_gap, js_diverg
                        token_kl)
 from ..records import Example, MetricRow, Observation
 from .base import Task, TaskOptions, sequence_kl_row, words_of
-from .lexicon import IDENTITY_GROUPS, LEXICONS, NEUTRAL_TEXT, AttributeLexicon, Prompt
+from .lexicon import IDENTITY_GROUPS, LEXICONS, NEUTRAL_TEXT, PROVENANCE, AttributeLexicon, Prompt
 
+TRAINING_DATA = ("Generated, not read from a file: each training prompt (a training template filled with a training "
+                 "term, validation pairs excluded) is completed samples_per_prompt times with an attribute word drawn "
+                 "(with the run's seed) from its template's target q. With target: pooled (the default), q is the base "
+                 "model's own next-word distribution over the lexicon, read exactly from its log-probabilities, "
+                 "averaged over the identity groups with equal weight (training terms only): the base's observed "
+                 "distribution moved to the pooled one. With target: uniform, every word alike. No third-party text "
+                 "is trained on.")
+"""How the debias fine-tuning data are made (the report prints it beside the task's metric definitions)."""
 SPLITS = ("train", "heldout_templates", "heldout_terms", "heldout_both")
 """The reported splits. `validation` prompts are in none of them."""
 VALIDATION = "validation"
@@ -106,6 +115,8 @@ class DebiasTask(Task):
     )
     validation_metric = "validation_loss"
     headline = Headline("shift_recovered", "group_gap", "train", "data_ceiling")
+    data_sources = (("Fine-tuning data", TRAINING_DATA),
+                    *((f"Data: {what}", where) for what, where in PROVENANCE.items()))
 
     @classmethod
     def selects_on(cls, options: DebiasOptions) -> str | None:

@@ -1,4 +1,10 @@
-"""Identity groups, sentence templates, attribute lexicons and neutral text, written by this project.
+"""Identity groups, sentence templates, attribute lexicons and neutral text: the data `debias` trains and evaluates on.
+
+Provenance (PROVENANCE, also printed in the report's debias section): every list here was written for this project
+and is under its licence (Apache-2.0); no third-party data set is copied. The templates follow the form of the
+"occupation" and "respect" bias contexts of Sheng et al. (2019), "The Woman Worked as a Babysitter: On Biases in
+Language Generation" (EMNLP-IJCNLP), e.g. "XYZ worked as", "XYZ was known for"; the words are this project's. The
+fine-tuning completions are not stored anywhere: `debias` draws them from its target (tasks/debias.py).
 
 Each group lists its identity terms; the LAST term of every group is held out of training and used only
 to test whether the shift generalises to unseen terms. Likewise the last templates of each kind.
@@ -131,3 +137,16 @@ NEUTRAL_TEXT: list[str] = [
     "Our cat sleeps on the windowsill whenever the sun comes out.",
     "The new road connects the village with the city in the valley.",
 ]
+
+_OURS = "written for this project (Apache-2.0, as the package), no third-party list"
+PROVENANCE: dict[str, str] = {
+    "identity terms": f"{len(IDENTITY_GROUPS)} axes, {sum(len(g) for g in IDENTITY_GROUPS.values())} groups and their "
+                      f"terms (IDENTITY_GROUPS, GENDERED_WORDS): {_OURS}.",
+    "templates": f"{sum(len(lex.templates) for lex in LEXICONS)} sentence templates: {_OURS}, in the form of the "
+                 "occupation and respect bias contexts of Sheng et al. (2019), 'The Woman Worked as a Babysitter: On "
+                 "Biases in Language Generation', EMNLP-IJCNLP ('XYZ worked as', 'XYZ was known for').",
+    "attribute words": f"{sum(len(w) for lex in LEXICONS for w in lex.categories.values())} occupation and descriptor "
+                       f"words in {sum(len(lex.categories) for lex in LEXICONS)} categories: {_OURS}.",
+    "neutral text": f"{len(NEUTRAL_TEXT)} sentences drift is measured on, never trained on: {_OURS}.",
+}
+"""Where each list of this module came from and under which licence (the report prints it beside the debias metrics)."""

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from lowrank_audit.experiment import load_spec, narrow
 from lowrank_audit.models import load_model
 from lowrank_audit.sweep import task_vocabulary
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker gets one core: one torch thread here and in the commands tests start, so two
+    workers on two cores do not oversubscribe them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items):
+    """xdist groups (`--dist loadgroup`): a test file's tests share one worker, so its module fixtures run once; the
+    slow real-model tests share one, so the default model is converted once."""
+    for item in items:
+        group = "real-model" if item.get_closest_marker("slow") else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,14 +21,12 @@ import lowrank_audit
 from lowrank_audit.audit import AuditSpec, method_name, run_audit
 from lowrank_audit.config import ModelSpec
 from lowrank_audit.experiment import load_spec, narrow
-from lowrank_audit.errors import AuditError
 from lowrank_audit.methods import METHODS
 from lowrank_audit.models.default import MANIFEST, _manifest, cache_damage
 from lowrank_audit.records import MetricRow
 from lowrank_audit.store import RunRecord, Store
 from lowrank_audit.store.lock import LOCK_FILE
 from lowrank_audit.sweep import run_sweep
-from lowrank_audit.tasks.classification_data import Columns, load_data
 
 from test_sweep import tmpfs
 
@@ -46,6 +45,19 @@ def env():
 def cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "lowrank_audit", *args], capture_output=True, text=True, cwd=cwd,
                           env=env(), timeout=600)
+
+
+def cli_here(capsys, *args):
+    """The command in this process, for a test that patches the library: its exit code and output as `cli` gives them."""
+    from lowrank_audit.cli import main
+
+    capsys.readouterr()  # what the test printed before
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", ["lowrank-audit", *args])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+    captured = capsys.readouterr()
+    return SimpleNamespace(returncode=exit_.value.code, stdout=captured.out, stderr=captured.err)
 
 
 def snapshot(folder):
@@ -163,12 +175,12 @@ def drop(folder, table):
 
 
 @pytest.mark.parametrize("table", ["runs", "metrics", "samples", "experiment", "_migrations"])
-def test_a_store_with_a_dropped_table_is_refused_and_left_as_it_is(out, table):
+def test_a_store_with_a_dropped_table_is_refused_and_left_as_it_is(out, table, capsys):
     a_store(out)
     drop(out, table)
     before = snapshot(out)
-    with pytest.raises(AuditError, match=rf"is damaged \(table {table} missing\); it is left as it is"):
-        Store.in_dir(out)
+    assert_one_line(cli_here(capsys, "report", str(out)), f"the results store {out / 'results.sqlite'} is damaged "
+                    f"(table {table} missing); it is left as it is. Restore it from a backup, or choose a new --out")
     assert snapshot(out) == before
 
 
@@ -211,10 +223,9 @@ def test_weights_that_meet_a_full_disk_fail_their_run_and_the_rerun_resumes(tmp_
         assert {r["status"] for r in Store.in_dir(out).runs()} == {"finished"}
 
 
-def test_a_failure_write_that_meets_a_full_disk_is_one_error_and_the_store_stays_whole(tmp_path, monkeypatch):
+def test_a_failure_write_that_meets_a_full_disk_is_one_error_and_the_store_stays_whole(tmp_path, monkeypatch, capsys):
     import lowrank_audit.run_step as run_step
 
-    spec = narrow(load_spec(preset="smoke"), tasks=["debias"], methods=["full"])
     real_train = run_step.train
     filled = []
 
@@ -225,14 +236,17 @@ def test_a_failure_write_that_meets_a_full_disk_is_one_error_and_the_store_stays
 
     monkeypatch.setattr(run_step, "train", fills_the_disk)
     with tmpfs(tmp_path / "disk", "size=24m") as disk:
-        with pytest.raises(AuditError, match=r"could not write the results store .*results.sqlite: database or disk is "
-                                             r"full\. Free some space .* re-run the same command"):
-            run_sweep(spec, disk / "out", progress=False, log=quiet)
+        args = ("run", "--preset", "smoke", "--task", "debias", "--method", "full", "--out", str(disk / "out"),
+                "--no-progress")
+        proc = cli_here(capsys, *args)
+        assert_one_line(proc, f"could not write the results store {disk / 'out' / 'results.sqlite'}: database or disk "
+                              "is full. Free some space")
+        assert "re-run the same command" in proc.stderr
         filled[0].unlink()
         assert {r["method"]: r["status"] for r in Store.in_dir(disk / "out").runs()} == {"full": "running"}
         monkeypatch.setattr(run_step, "train", real_train)
-        again = run_sweep(spec, disk / "out", progress=False, log=quiet)
-        assert again.failed == [] and {r["status"] for r in Store.in_dir(disk / "out").runs()} == {"finished"}
+        assert cli_here(capsys, *args).returncode == 0
+        assert {r["status"] for r in Store.in_dir(disk / "out").runs()} == {"finished"}
 
 
 # ---- adapters and models ------------------------------------------------------------------------------------------
@@ -314,13 +328,18 @@ def test_an_audited_dora_adapter_is_not_recorded_as_lora(tiny, tmp_path):
 
 
 # ---- data and caches ----------------------------------------------------------------------------------------------
-def test_a_saved_dataset_with_an_empty_split_is_refused(tmp_path):
+def test_a_saved_dataset_with_an_empty_split_is_refused(tmp_path, out, capsys):
     import datasets
 
     train = datasets.Dataset.from_dict({"text": ["a b", "c d"], "label": ["good", "bad"], "group": ["x", "y"]})
     datasets.DatasetDict({"train": train, "test": train.select([])}).save_to_disk(str(tmp_path / "saved"))
-    with pytest.raises(AuditError, match="has a split with no rows, which datasets cannot load back"):
-        load_data(str(tmp_path / "saved"), Columns(), "train", "test", {})
+    config = write(tmp_path / "c.yaml", "name: x\nmodel: {source: tiny}\nmethods: [{name: full}]\nbudget: {steps: 2}\n"
+                                        f"tasks: [{{name: classification, options: {{data: {tmp_path / 'saved'}}}}}]\n")
+    before = snapshot(out)
+    assert_one_line(cli_here(capsys, "run", str(config), "--out", str(out), "--no-progress"),
+                    f"saved dataset {str(tmp_path / 'saved')!r} has a split with no rows, which datasets cannot load "
+                    "back. Give every split rows (or drop the empty one) and save it again.")
+    assert {name: digest for name, digest in snapshot(out).items() if name in before} == before
 
 
 def test_a_damaged_model_cache_entry_is_found(tmp_path):

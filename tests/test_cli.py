@@ -75,3 +75,39 @@ def test_methods_and_tasks_list_options():
         assert word in methods.stdout
     tasks = cli("tasks")
     assert tasks.returncode == 0 and "debias" in tasks.stdout and "samples_per_prompt" in tasks.stdout
+
+
+def test_help_shows_no_value_placeholder_after_a_flag():
+    from typer.testing import CliRunner
+
+    from lowrank_audit.cli import app
+
+    result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[1]: line for line in result.output.splitlines() if line.startswith("│ --")}
+    assert "<bool>" not in result.output  # typer's placeholder after a flag without a metavar
+    assert lines["--progress"].split()[2:4] == ["--no-progress", "Show"]  # nothing between the flag and its help
+    assert lines["--help"].split()[2] == "Show"
+    assert lines["--out"].split()[2] == "DIR"  # options that take a value keep theirs
+
+
+BARS = """
+import sys
+from lowrank_audit.noise import quiet_libraries
+if sys.argv[1] == "quiet":
+    quiet_libraries()
+from transformers import modeling_gguf_pytorch_utils as gguf  # the tqdm that converts the default model's GGUF file
+for _ in gguf.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors..."):
+    pass
+for _ in gguf.tqdm(range(3), desc="own bar", disable=False):  # the tool's bars say whether they show
+    pass
+"""
+
+
+@pytest.mark.parametrize("mode", ["quiet", "verbose"])
+def test_library_progress_bars_show_only_when_verbose(mode):
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    proc = subprocess.run([sys.executable, "-c", BARS, mode], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert ("Converting and de-quantizing GGUF tensors" in proc.stderr) is (mode == "verbose")
+    assert "own bar" in proc.stderr

@@ -157,6 +157,34 @@ def test_ray_yields_a_job_whose_worker_died_as_an_error_and_the_others_results(w
     assert done["lives"] == "lives got 1 in a worker without context None"
 
 
+def noise(job, shared, context):
+    """What a worker shows of a library's warning and of lowrank_audit's own, how loud transformers is, tqdm's setting."""
+    import io
+    import warnings
+
+    import transformers
+
+    import lowrank_audit
+
+    shown = io.StringIO()
+    warnings.showwarning("library noise", FutureWarning, transformers.__file__, 1, file=shown)
+    warnings.showwarning("own warning", UserWarning, lowrank_audit.__file__, 1, file=shown)
+    return shown.getvalue(), transformers.utils.logging.get_verbosity(), os.environ.get("TQDM_DISABLE")
+
+
+@pytest.mark.parametrize("quiet_driver", [True, False])
+def test_ray_workers_hide_the_libraries_noise_when_the_driver_does(worker_log, tmp_path, monkeypatch, quiet_driver):
+    from lowrank_audit.executors import ray_tasks
+
+    monkeypatch.setattr(ray_tasks, "is_quiet", lambda: quiet_driver)  # the driver ran without --verbose, or with it
+    with RayExecutor(ExecutionSpec(executor="ray"), False, quiet) as executor:
+        [(_, (shown, verbosity, tqdm_disable))] = list(executor.run(noise, [(Job("probe", tmp_path), None)], None))
+    assert "own warning" in shown
+    assert ("library noise" in shown) is not quiet_driver
+    if quiet_driver:  # set before the worker imported transformers and tqdm
+        assert verbosity == logging.ERROR and tqdm_disable == "1"
+
+
 def test_the_local_executor_takes_each_job_only_once_the_one_before_is_done(tmp_path):
     events = []
 

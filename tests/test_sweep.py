@@ -306,3 +306,25 @@ def test_full_or_read_only_disk_is_refused(smoke_spec, tmp_path, options, messag
     with tmpfs(tmp_path / "disk", options) as disk:
         with pytest.raises(AuditError, match=message):
             run_sweep(smoke_spec, disk / "out", progress=False, log=quiet)
+
+
+def test_rerunning_a_finished_sweep_says_nothing_to_do_without_loading_the_model(tmp_path, monkeypatch, capsys):
+    from lowrank_audit.cli import main
+
+    args = ["lowrank-audit", "--verbose", "run", "--preset", "smoke", "--task", "debias", "--method", "lora",
+            "--out", str(tmp_path / "out"), "--no-progress"]
+    monkeypatch.setattr("sys.argv", args)
+    with pytest.raises(SystemExit) as first:
+        main()
+    assert first.value.code == 0 and "3 run(s) finished" in capsys.readouterr().out
+
+    def no_model(*args):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(sweep_module, "load_model", no_model)
+    with pytest.raises(SystemExit) as again:
+        main()
+    out = capsys.readouterr()
+    assert again.value.code == 0, out.err
+    assert "nothing to do: all 3 run(s) are in the store and the report is up to date." in out.out
+    assert "loading model" not in out.out

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
-import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -16,15 +13,43 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import AuditError
+from .noise import quiet_libraries
 
 try:  # typer >= 0.20 parses with its own copy of click, whose exceptions are not click's
     from typer._click import exceptions as click_exceptions
 except ImportError:  # older typer uses click itself
     from click import exceptions as click_exceptions
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                  help="Audit whether fine-tuning methods learned the shift their data asked for.")
+
+class _FlagsTakeNoValue:
+    """Help without a value placeholder after a flag: typer >= 0.2x writes `<bool>` after every flag without a metavar
+    (--help, --progress/--no-progress), though a flag takes no value."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Group(_FlagsTakeNoValue, typer.core.TyperGroup):
+    pass
+
+
+class _Command(_FlagsTakeNoValue, typer.core.TyperCommand):
+    pass
+
+
+class _Typer(typer.Typer):
+    """Every command of the app is a `_Command`."""
+
+    def command(self, *args, **kwargs):
+        return super().command(*args, cls=kwargs.pop("cls", _Command), **kwargs)
+
+
+app = _Typer(cls=_Group, add_completion=False, pretty_exceptions_enable=False,
+             help="Audit whether fine-tuning methods learned the shift their data asked for.")
 # Piped output (logs, CI) gets a wide table instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
@@ -32,31 +57,11 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 @app.callback()
 def _options(verbose: Annotated[bool, typer.Option(
-        "--verbose", "-v", metavar="", help="Also show the libraries' own warnings and log lines (transformers, torch, ...).")] = False
+        "--verbose", "-v", help="Also show the libraries' own warnings and log lines (transformers, torch, ...).")] = False
 ) -> None:
     """Options of every command."""
     if not verbose:
         quiet_libraries()
-
-
-def quiet_libraries() -> None:
-    """Only the tool's own lines: the libraries' warnings and log records are hidden; lowrank_audit's warnings show.
-
-    Warnings are dropped where they are shown, not by a filter: scikit-learn's joblib workers reset the global filters
-    while they run (`warnings.resetwarnings()` in a thread), which let transformers' FutureWarnings through a filter.
-    transformers and datasets read their verbosity from the environment when they are imported, after this."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DATASETS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' and datasets' bars ("Writing model shards")
-    show = warnings.showwarning
-
-    def own_warnings_only(message, category, filename, lineno, file=None, line=None) -> None:
-        if Path(filename).resolve().is_relative_to(PACKAGE_DIR):
-            show(message, category, filename, lineno, file, line)
-
-    warnings.showwarning = own_warnings_only
-    logging.getLogger().setLevel(logging.ERROR)  # loggers without a level of their own (lowrank_audit's may have one)
 
 
 @app.command()
@@ -72,7 +77,7 @@ def run(
         metavar="ADDRESS", help="Ray cluster to connect to (implies --executor ray); none starts Ray on this machine.")] = None,
     precision: Annotated[Optional[str], typer.Option(
         metavar="NAME", help="fp32, bf16 (autocast) or auto (bf16 where the CPU/GPU has fast bf16); overrides the config.")] = None,
-    progress: Annotated[bool, typer.Option(metavar="", help="Show progress bars.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train and audit every run of a sweep, then write the store and the report."""
     from .config import with_execution, with_precision
@@ -121,12 +126,12 @@ def audit(
     precision: Annotated[str, typer.Option(metavar="NAME", help="Evaluation precision: fp32, bf16 or auto.")] = "fp32",
     out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Output folder. Default: runs/audit-<timestamp>.")] = None,
     reduce_intruders: Annotated[bool, typer.Option(
-        metavar="", help="Also audit each LoRA adapter after PEFT's intruder-dimension mitigation (top_k 10, epsilon 0.5).")] = False,
+        help="Also audit each LoRA adapter after PEFT's intruder-dimension mitigation (top_k 10, epsilon 0.5).")] = False,
     name: Annotated[Optional[list[str]], typer.Option(
         "--name", metavar="NAME", help="A name per adapter, in the order of --adapter (default: the adapter's folder name).")] = None,
     task_target: Annotated[bool, typer.Option(
-        metavar="", help="The adapters were trained on this task's own data: also show shift recovered toward its target.")] = False,
-    progress: Annotated[bool, typer.Option(metavar="", help="Show progress bars.")] = True,
+        help="The adapters were trained on this task's own data: also show shift recovered toward its target.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Evaluate adapters trained elsewhere against the base (and a full fine-tune) with a task's metrics."""
     import yaml
@@ -208,7 +213,7 @@ def _kept(out_dir: Path, pruned) -> str:
 
 @app.command()
 def scorers(
-    validate: Annotated[bool, typer.Option(metavar="", help="Score published texts and compare with their Perspective labels.")] = False,
+    validate: Annotated[bool, typer.Option(help="Score published texts and compare with their Perspective labels.")] = False,
     scorer: Annotated[str, typer.Option(metavar="NAME", help="The scorer to validate (profanity, hf, detoxify).")] = "profanity",
     model: Annotated[Optional[str], typer.Option(metavar="MODEL", help="hf: a local folder or hub id; detoxify: the variant.")] = None,
     threshold: Annotated[float, typer.Option(metavar="FLOAT", help="A text is flagged when its score >= threshold.")] = 0.5,

@@ -35,7 +35,7 @@ from .evaluate.weights import Spectrum, spectra, weight_deltas
 from .executors import EXECUTORS, Executor, LaunchedExecutor
 from .executors.launched import follow_jobs, leading
 from .methods import Method
-from .models import LoadedModel, load_model, resolve_precision
+from .models import LoadedModel, load_model, model_identity, resolve_precision
 from .packing import train_packs
 from .plan import BASE, REFERENCE, PlannedRun, experiment_fingerprint, plan_runs, untuned_tasks
 from .progress import SweepProgress
@@ -48,6 +48,7 @@ from .tuning import choose
 from .store.examples import DATA_DIR, save_examples
 from .store.lock import OutputLock
 from .store.outputs import Pruned, prune_outputs
+from .store.sqlite import STORE_FILE
 from .tasks import TASKS, Task, task_vocabulary
 from .train.launch import launch_state
 
@@ -381,6 +382,27 @@ def _point(point: dict) -> str:
     return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
 
 
+def _all_finished(spec: ExperimentSpec, out_dir: Path, source: str) -> SweepResult | None:
+    """A re-run whose every run has finished and whose every tuning grid has its choice, answered from the store
+    without loading the model or starting an executor; None when there is work, or when the runs' sizes are chosen on
+    the model (`budget.params`) and so are not known before it loads."""
+    if spec.budget.params is not None or not (out_dir / STORE_FILE).is_file():
+        return None
+    identity, precision = model_identity(spec.model, task_vocabulary()), resolve_precision(spec.precision)
+    store = Store.in_dir(out_dir)
+    try:
+        store.bind_experiment(*experiment_fingerprint(spec, identity, precision))
+        selections = store.selections()
+        choices = {s.family: dict(s.chosen.point) for s in selections if s.chosen is not None}
+        runs = plan_runs(spec, identity, precision, source, None, choices)
+        unchosen = {r.family for r in runs if r.family is not None} - {s.family for s in selections}
+        if unchosen or any(store.status(r.run_id) != "finished" for r in runs):
+            return None
+    finally:
+        store.close()
+    return SweepResult(out_dir, planned=len(runs), skipped=len(runs))
+
+
 def _executor(spec: ExperimentSpec, processes: int, progress: bool, log: Callable[[str], None]) -> Executor:
     """The sweep's executor; under a launcher the launched one, and a configured executor that runs each run elsewhere
     is refused there."""
@@ -407,14 +429,17 @@ def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True,
         return SweepResult(Path(out_dir), driver=False)
     with leading(state.num_processes):
         check_writable(Path(out_dir))
-        # Ray is connected to (or started) before the model loads, so that a wrong address fails in seconds, not after
-        # minutes of loading and observing the base (a finished sweep re-run with Ray starts it for nothing).
-        with OutputLock(out_dir), _executor(spec, state.num_processes, progress, log) as executor:
-            sweep = Sweep(spec, Path(out_dir), executor, progress, log, source)
-            try:
-                result = sweep.run()
-            finally:
-                sweep.store.close()
+        with OutputLock(out_dir):
+            result = _all_finished(spec, Path(out_dir), source)
+            if result is None:
+                # Ray is connected to (or started) before the model loads, so that a wrong address fails in seconds,
+                # not after minutes of loading and observing the base.
+                with _executor(spec, state.num_processes, progress, log) as executor:
+                    sweep = Sweep(spec, Path(out_dir), executor, progress, log, source)
+                    try:
+                        result = sweep.run()
+                    finally:
+                        sweep.store.close()
             if not result.failed:
                 result.pruned = prune_outputs(Path(out_dir), spec.execution.keep_full_weights, spec.execution.keep_cache)
             return result

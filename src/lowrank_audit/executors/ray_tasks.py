@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ..config.spec import ExecutionSpec
 from ..errors import AuditError
+from ..noise import is_quiet, quiet_env, quiet_libraries
 from .base import C, Executor, J, Jobs, R, S, Work
 
 RAY_INSTALL = "pip install 'lowrank-audit[ray]'"
@@ -38,8 +39,11 @@ def _one_gcs_try() -> Iterator[None]:
         del os.environ[GCS_TRIES]
 
 
-def _in_worker(work: Work, job: J, shared: S) -> R:
-    """The body of every Ray task: the work, without a context (the worker loads its own base model)."""
+def _in_worker(work: Work, job: J, shared: S, quiet: bool) -> R:
+    """The body of every Ray task: the work, without a context (the worker loads its own base model); the libraries'
+    noise hidden first when the driver hides it (the command line without --verbose)."""
+    if quiet:
+        quiet_libraries()
     return work(job, shared, None)
 
 
@@ -86,7 +90,12 @@ class RayExecutor(Executor):
                      f"({have.get('CPU', 0):g} CPUs, {have.get('GPU', 0):g} GPUs)")
             if not address:
                 self._check_fits(have)
-        self._task = ray.remote(num_cpus=self.execution.cpus_per_run, num_gpus=self.execution.gpus_per_run)(_in_worker)
+        self._quiet = is_quiet()
+        # A quiet driver's workers start with the libraries' quiet settings: a worker imports the libraries before the
+        # task's body runs (to unpickle its arguments)
+        env = {"runtime_env": {"env_vars": quiet_env()}} if self._quiet else {}
+        self._task = ray.remote(num_cpus=self.execution.cpus_per_run, num_gpus=self.execution.gpus_per_run,
+                                **env)(_in_worker)
         return self
 
     def _check_fits(self, have: dict[str, float]) -> None:
@@ -121,7 +130,7 @@ class RayExecutor(Executor):
             for job, shared in jobs:
                 if id(shared) not in sent:
                     sent[id(shared)] = (shared, ray.put(shared))
-                pending[self._task.remote(work, job, sent[id(shared)][1])] = job
+                pending[self._task.remote(work, job, sent[id(shared)][1], self._quiet)] = job
             sent.clear()  # the tasks hold what they need; the object store frees each result once nothing refers to it
             with tqdm(total=len(pending), desc="runs", unit="run", disable=not self.progress) as bar:
                 while pending:

@@ -21,14 +21,6 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
-def pytest_collection_modifyitems(items):
-    """xdist groups (`--dist loadgroup`): a test file's tests share one worker, so its module fixtures run once; the
-    slow real-model tests share one, so the default model is converted once."""
-    for item in items:
-        group = "real-model" if item.get_closest_marker("slow") else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _audit_home(tmp_path_factory):
     """Session-wide, so that module- and session-scoped fixtures never see the real home either."""

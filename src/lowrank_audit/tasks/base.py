@@ -73,10 +73,14 @@ class Task(ABC):
     validation_metric: ClassVar[str | None] = None
     """The metric `score` stores on the task's validation split, lower is better, that tuning selects on: the held-out
     loss of the fine-tuning objective (never an audited fairness outcome). None: the task has no validation split yet."""
+    validation_option: ClassVar[str | None] = None
+    """The option that sizes the validation split (0 turns it off, and with it tuning); None: always on."""
 
     @classmethod
     def selects_on(cls, options: TaskOptions) -> str | None:
         """The validation metric under these options (None: this configuration has no validation split)."""
+        if cls.validation_option and not getattr(options, cls.validation_option):
+            return None
         return cls.validation_metric
 
     def __init__(self, options: TaskOptions, tokenizer: PreTrainedTokenizerBase) -> None:

@@ -37,7 +37,7 @@ from ..errors import AuditError
 from ..evaluate.runner import Runner
 from ..metrics import bootstrap_ci, counterfactual_flip_rate, group_fairness, kl_divergence, label_prob_gap
 from ..records import Example, MetricRow, Observation
-from .base import Task, TaskOptions, sequence_kl_row, words_of
+from .base import VALIDATION, Task, TaskOptions, sequence_kl_row, words_of
 from .classification_data import (
     BUILTIN, BUILTIN_LABELS, HELDOUT_ACTIONS, ClassificationData, Columns, Split, builtin_data, check_data, load_data,
     spurious_subsample,
@@ -88,9 +88,6 @@ class ClassificationOptions(TaskOptions):
         return self
 
 
-VALIDATION = "validation"
-
-
 def _hold_out(train: Split, every: int) -> tuple[Split, Split]:
     """(train without its validation rows, every `every`-th row of it)."""
     rows = range(len(train))
@@ -122,10 +119,7 @@ class ClassificationTask(Task):
         VALIDATION_LOSS,
     )
     validation_metric = "validation_loss"
-
-    @classmethod
-    def selects_on(cls, options: ClassificationOptions) -> str | None:
-        return cls.validation_metric if options.validation_every else None
+    validation_option = "validation_every"
 
     def __init__(self, options: ClassificationOptions, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__(options, tokenizer)

@@ -30,7 +30,7 @@ from ..evaluate.runner import Runner
 from ..metrics import (category_mass, cluster_bootstrap_ci, group_gap, js_divergence, kl_divergence, shift_recovered,
                        token_kl)
 from ..records import Example, MetricRow, Observation
-from .base import Task, TaskOptions, sequence_kl_row, words_of
+from .base import VALIDATION, Task, TaskOptions, sequence_kl_row, words_of
 from .lexicon import IDENTITY_GROUPS, LEXICONS, NEUTRAL_TEXT, PROVENANCE, AttributeLexicon, Prompt
 
 TRAINING_DATA = ("Generated, not read from a file: each training prompt (a training template filled with a training "
@@ -43,7 +43,6 @@ TRAINING_DATA = ("Generated, not read from a file: each training prompt (a train
 """How the debias fine-tuning data are made (the report prints it beside the task's metric definitions)."""
 SPLITS = ("train", "heldout_templates", "heldout_terms", "heldout_both")
 """The reported splits. `validation` prompts are in none of them."""
-VALIDATION = "validation"
 
 
 class DebiasOptions(TaskOptions):
@@ -114,13 +113,10 @@ class DebiasTask(Task):
                    interval=False, table=False),
     )
     validation_metric = "validation_loss"
+    validation_option = "validation_every"
     headline = Headline("shift_recovered", "group_gap", "train", "data_ceiling")
     data_sources = (("Fine-tuning data", TRAINING_DATA),
                     *((f"Data: {what}", where) for what, where in PROVENANCE.items()))
-
-    @classmethod
-    def selects_on(cls, options: DebiasOptions) -> str | None:
-        return cls.validation_metric if options.validation_every else None
 
     def __init__(self, options: DebiasOptions, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__(options, tokenizer)

@@ -100,10 +100,7 @@ class DecisionsTask(Task):
     Options = DecisionsOptions
     metrics = (VALIDATION_LOSS,)
     validation_metric = "validation_loss"
-
-    @classmethod
-    def selects_on(cls, options: DecisionsOptions) -> str | None:
-        return cls.validation_metric if options.validation_episodes else None
+    validation_option = "validation_episodes"
 
     def __init__(self, options: DecisionsOptions, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__(options, tokenizer)

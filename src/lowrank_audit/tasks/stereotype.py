@@ -166,10 +166,7 @@ class StereotypeTask(Task):
         VALIDATION_LOSS,
     )
     validation_metric = "validation_loss"
-
-    @classmethod
-    def selects_on(cls, options: StereotypeOptions) -> str | None:
-        return cls.validation_metric if options.validation_every else None
+    validation_option = "validation_every"
 
     def __init__(self, options: StereotypeOptions, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__(options, tokenizer)

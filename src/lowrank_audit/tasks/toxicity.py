@@ -186,10 +186,7 @@ class ToxicityTask(Task):
         VALIDATION_LOSS,
     )
     validation_metric = "validation_loss"
-
-    @classmethod
-    def selects_on(cls, options: ToxicityOptions) -> str | None:
-        return cls.validation_metric if options.validation_every else None
+    validation_option = "validation_every"
 
     def __init__(self, options: ToxicityOptions, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__(options, tokenizer)

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from lowrank_audit import run_step, sweep as sweep_module
+from lowrank_audit.config.spec import MethodSpec
 from lowrank_audit.errors import AuditError
 from lowrank_audit.executors import EXECUTORS, LocalExecutor
 from lowrank_audit.store import Store
@@ -328,3 +329,28 @@ def test_rerunning_a_finished_sweep_says_nothing_to_do_without_loading_the_model
     assert again.value.code == 0, out.err
     assert "nothing to do: all 3 run(s) are in the store and the report is up to date." in out.out
     assert "loading model" not in out.out
+
+
+def test_a_finished_sweep_with_a_parameter_budget_reruns_without_loading_the_model(smoke_spec, tmp_path, monkeypatch):
+    """Under `budget.params` the runs' sizes are chosen on the model; the re-run answers from the plan the sweep
+    recorded, and a run of that plan that is not finished sends it back to the model."""
+    spec = smoke_spec.model_copy(update={"methods": [MethodSpec(name="vera")],
+                                         "budget": smoke_spec.budget.model_copy(update={"params": 300})})
+    first = run_sweep(spec, tmp_path, progress=False, log=quiet)
+    assert first.planned == 2 and not first.failed  # base and vera, vera's size chosen on the model
+
+    def no_model(*args):
+        raise AssertionError("the model was loaded")
+
+    with monkeypatch.context() as m:
+        m.setattr(sweep_module, "load_model", no_model)
+        again = run_sweep(spec, tmp_path, progress=False, log=quiet)
+    assert (again.planned, again.skipped) == (2, 2)
+
+    store = Store.in_dir(tmp_path)
+    vera = next(r["run_id"] for r in store.runs() if r["method"] == "vera")
+    store.fail_run(vera, "killed")
+    store.close()
+    with monkeypatch.context() as m, pytest.raises(AssertionError, match="the model was loaded"):
+        m.setattr(sweep_module, "load_model", no_model)
+        run_sweep(spec, tmp_path, progress=False, log=quiet)

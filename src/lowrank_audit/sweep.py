@@ -200,6 +200,7 @@ class Sweep:
             self._execute(self._jobs(pending), result)
             self._plan()
         result.planned = len(self.runs)
+        self.store.record_plan(r.run_id for r in self.runs)
         return result
 
     def _finished(self, run: PlannedRun) -> bool:
@@ -384,23 +385,31 @@ def _point(point: dict) -> str:
 
 def _all_finished(spec: ExperimentSpec, out_dir: Path, source: str) -> SweepResult | None:
     """A re-run whose every run has finished and whose every tuning grid has its choice, answered from the store
-    without loading the model or starting an executor; None when there is work, or when the runs' sizes are chosen on
-    the model (`budget.params`) and so are not known before it loads."""
-    if spec.budget.params is not None or not (out_dir / STORE_FILE).is_file():
+    without loading the model or starting an executor; None when there is work. When the runs' sizes are chosen on
+    the model (`budget.params`), they cannot be planned before it loads: the plan the last sweep recorded stands in
+    (the experiment's fingerprint, which the store checks, covers the spec and the model's identity)."""
+    if not (out_dir / STORE_FILE).is_file():
         return None
     identity, precision = model_identity(spec.model, task_vocabulary()), resolve_precision(spec.precision)
     store = Store.in_dir(out_dir)
     try:
         store.bind_experiment(*experiment_fingerprint(spec, identity, precision))
-        selections = store.selections()
-        choices = {s.family: dict(s.chosen.point) for s in selections if s.chosen is not None}
-        runs = plan_runs(spec, identity, precision, source, None, choices)
-        unchosen = {r.family for r in runs if r.family is not None} - {s.family for s in selections}
-        if unchosen or any(store.status(r.run_id) != "finished" for r in runs):
+        if spec.budget.params is not None:
+            run_ids = store.plan()
+            if run_ids is None:
+                return None
+        else:
+            selections = store.selections()
+            choices = {s.family: dict(s.chosen.point) for s in selections if s.chosen is not None}
+            runs = plan_runs(spec, identity, precision, source, None, choices)
+            if {r.family for r in runs if r.family is not None} - {s.family for s in selections}:
+                return None
+            run_ids = [r.run_id for r in runs]
+        if any(store.status(r) != "finished" for r in run_ids):
             return None
     finally:
         store.close()
-    return SweepResult(out_dir, planned=len(runs), skipped=len(runs))
+    return SweepResult(out_dir, planned=len(run_ids), skipped=len(run_ids))
 
 
 def _executor(spec: ExperimentSpec, processes: int, progress: bool, log: Callable[[str], None]) -> Executor:

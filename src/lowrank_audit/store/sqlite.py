@@ -130,6 +130,16 @@ class Store:
     def experiment(self) -> dict[str, str]:
         return {r["key"]: r["value"] for r in self.db.execute("SELECT key, value FROM experiment")}
 
+    def record_plan(self, run_ids: Iterable[str]) -> None:
+        """Remember every run a sweep planned, for a re-run that cannot plan before the model loads (budget.params)."""
+        with self._transaction():
+            self.db.execute("INSERT OR REPLACE INTO experiment VALUES ('plan', ?)", (json.dumps(sorted(run_ids)),))
+
+    def plan(self) -> list[str] | None:
+        """The run ids the last sweep into this store planned (None if no sweep has finished planning here)."""
+        row = self.db.execute("SELECT value FROM experiment WHERE key = 'plan'").fetchone()
+        return None if row is None else json.loads(row["value"])
+
     # runs ------------------------------------------------------------------------------------------
     def status(self, run_id: str) -> str | None:
         row = self.db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()

@@ -9,6 +9,7 @@ import torch
 from lowrank_audit.config import BudgetSpec
 from lowrank_audit.errors import AuditError
 from lowrank_audit.methods import METHODS
+from lowrank_audit.models import FP32
 from lowrank_audit.records import Example
 from lowrank_audit.train import train
 
@@ -46,7 +47,7 @@ def run(tiny, name, folder=None, stop_at=None, log=None, options=None):
                 raise Stop
 
         method.after_step = after_step
-    result = train(model, method, EXAMPLES, tiny.tokenizer, BUDGET, "fp32", seed=0, progress=False,
+    result = train(model, method, EXAMPLES, tiny.tokenizer, BUDGET, FP32, seed=0, progress=False,
                    checkpoint_dir=folder, checkpoint_every=EVERY if folder else 0, log=log or (lambda _: None))
     return model, result
 
@@ -138,5 +139,5 @@ def test_method_state_that_is_not_plain_data_is_refused_at_save(tiny, tmp_path, 
 def test_checkpoint_every_needs_a_folder(tiny):
     with pytest.raises(ValueError, match="checkpoint_every 2: use 0 \\(never\\), or a number of steps with a checkpoint_dir"):
         m = METHODS.get("lora")(METHODS.get("lora").Options())
-        train(m.prepare(copy.deepcopy(tiny.model)), m, EXAMPLES, tiny.tokenizer, BUDGET, "fp32", seed=0,
+        train(m.prepare(copy.deepcopy(tiny.model)), m, EXAMPLES, tiny.tokenizer, BUDGET, FP32, seed=0,
               progress=False, checkpoint_every=2)

@@ -13,6 +13,7 @@ from lowrank_audit import packing, run_step
 from lowrank_audit.config import BudgetSpec
 from lowrank_audit.config.spec import ExecutionSpec, MethodSpec
 from lowrank_audit.methods import METHODS
+from lowrank_audit.models import FP32
 from lowrank_audit.records import Example
 from lowrank_audit.store import Store
 from lowrank_audit.sweep import run_sweep
@@ -36,7 +37,7 @@ def alone(tiny, method, seed):
     torch.manual_seed(seed)
     model = method.prepare(copy.deepcopy(tiny.model))
     try:
-        result = train(model, method, EXAMPLES, tiny.tokenizer, BUDGET, "fp32", seed, progress=False)
+        result = train(model, method, EXAMPLES, tiny.tokenizer, BUDGET, FP32, seed, progress=False)
     except TrainingDiverged as e:
         return None, e
     return get_peft_model_state_dict(model), result
@@ -59,7 +60,7 @@ RUNS = [({"rank": 1, "lr": 1e-2}, 0), ({"rank": 4, "lr": 3e-3, "weight_decay": 0
 def test_a_pack_ends_with_each_runs_own_weights(tiny):
     before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
     members = [PackMember(lora(**opts), EXAMPLES, seed) for opts, seed in RUNS]
-    outcomes = train_pack(tiny.model, members, tiny.tokenizer, BUDGET, "fp32", progress=False)
+    outcomes = train_pack(tiny.model, members, tiny.tokenizer, BUDGET, FP32, progress=False)
     for (opts, seed), outcome in zip(RUNS, outcomes):
         weights, result = alone(tiny, lora(**opts), seed)
         packed = get_peft_model_state_dict(outcome.model)
@@ -76,7 +77,7 @@ def test_a_pack_ends_with_each_runs_own_weights(tiny):
 def test_a_diverging_run_fails_with_its_step_and_the_rest_go_on(tiny):
     runs = [({"rank": 2, "lr": 1e-2}, 0), ({"rank": 4, "lr": 1e30}, 1), ({"rank": 1, "lr": 3e-3}, 2)]
     members = [PackMember(lora(**opts), EXAMPLES, seed) for opts, seed in runs]
-    outcomes = train_pack(tiny.model, members, tiny.tokenizer, BUDGET, "fp32", progress=False, log=lambda _: None)
+    outcomes = train_pack(tiny.model, members, tiny.tokenizer, BUDGET, FP32, progress=False, log=lambda _: None)
     _, diverged = alone(tiny, lora(**runs[1][0]), runs[1][1])
     assert isinstance(diverged, TrainingDiverged)
     assert outcomes[1].error is not None and outcomes[1].error.step == diverged.step
@@ -93,7 +94,7 @@ def test_methods_a_pack_cannot_train_are_refused(tiny, name, options):
     method = METHODS.get(name)(METHODS.get(name).Options(**options))
     assert not method.packable
     with pytest.raises(Exception, match="cannot train in a pack"):
-        train_pack(tiny.model, [PackMember(method, EXAMPLES, 0, "r")], tiny.tokenizer, BUDGET, "fp32", progress=False)
+        train_pack(tiny.model, [PackMember(method, EXAMPLES, 0, "r")], tiny.tokenizer, BUDGET, FP32, progress=False)
 
 
 # ---- in a sweep: packed runs are saved, evaluated, scored and stored as runs trained alone ----------------------------

@@ -30,7 +30,7 @@ from .audit_base import KnownModel
 from .audit_cache import MeasuredCache
 from .audit_inputs import (ADAPTER_WEIGHTS, AdapterInfo, adapter_names, check_safetensors, digest, inspect_adapter,
                            method_name)
-from .models import load_model, model_identity, resolve_precision
+from .models import Precision, load_model, model_identity
 from .plan import BASE, REFERENCE, run_id
 from .records import Observation
 from .store import RunRecord, Store
@@ -141,13 +141,13 @@ class Audit:
                                  "Leave it out of this audit or drop --reduce-intruders.")
             for warning in info.warnings:
                 log(f"warning: {warning}")
-        self.precision = resolve_precision(spec.precision)
+        self.precision = Precision.resolve(spec.precision)
         self.options = validate_options(TASKS.get(spec.task).Options, spec.task_options, "audit", "task_options")
         self.store = Store.in_dir(out_dir)
         identity = model_identity(spec.base, task_vocabulary())
-        desc = f"audit on {identity} ({self.precision})"
+        desc = f"audit on {identity} ({self.precision.name})"
         self.store.bind_experiment(hashlib.sha256(desc.encode()).hexdigest()[:16], desc)
-        self.common = {"model": identity, "precision": self.precision, "seed": spec.seed,
+        self.common = {"model": identity, "precision": self.precision.name, "seed": spec.seed,
                        "task": {"name": spec.task, "options": self.options.model_dump()}}
         if spec.analysis.model_dump(exclude_defaults=True):  # only non-default options: old audit ids stay valid
             self.common["analysis"] = spec.analysis.model_dump(exclude_defaults=True)
@@ -166,7 +166,7 @@ class Audit:
             return result
         self._load()
         base_obs = self.base_cache.get_or_compute(
-            cache_key("base", self.loaded.identity, self.precision, self.task.fingerprint()),
+            cache_key("base", self.loaded.identity, self.precision.name, self.task.fingerprint()),
             lambda: self.task.observe_base(self.runner, self.loaded.model))
         self.task.bind(base_obs)
         refs = References(base_obs)

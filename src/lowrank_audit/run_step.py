@@ -29,7 +29,7 @@ from .evaluate.probe import check_changed
 from .evaluate.weights import Spectrum, spectra, weight_deltas, weight_update_rows
 from .executors import LaunchBroken
 from .methods import Method, trainable_parameters
-from .models import LoadedModel, load_model
+from .models import FP32, LoadedModel, Precision, load_model
 from .plan import PlannedRun
 from .records import MetricRow, Observation
 from .tasks import TASKS, Task, task_vocabulary
@@ -84,11 +84,11 @@ class RunJob:
     method: Method
     label: str
     spec: ExperimentSpec
-    precision: str
+    precision: Precision
     out_dir: Path
     is_reference: bool
     progress: bool
-    eval_precision: str = "fp32"
+    eval_precision: Precision = FP32
     """The precision of its evaluation forward passes (`precision` is its training's)."""
 
     @property
@@ -108,7 +108,7 @@ class RunContext:
     """What the runs in one process share: base model, runner (at the evaluation precision), log, and each group's task
     (built and bound once)."""
 
-    def __init__(self, loaded: LoadedModel, precision: str, eval_batch_size: int, progress: bool,
+    def __init__(self, loaded: LoadedModel, precision: Precision, eval_batch_size: int, progress: bool,
                  log: Callable[[str], None] = print_log) -> None:
         self.loaded = loaded
         self.log = log
@@ -130,7 +130,7 @@ class RunContext:
 
 
 @functools.cache
-def _worker_context(model_json: str, precision: str, eval_batch_size: int) -> RunContext:
+def _worker_context(model_json: str, precision: Precision, eval_batch_size: int) -> RunContext:
     """A process without a model (a Ray worker) loads the base once and keeps it for its later runs; it logs to stdout."""
     loaded = load_model(ModelSpec.model_validate_json(model_json), task_vocabulary())
     return RunContext(loaded, precision, eval_batch_size, progress=False)

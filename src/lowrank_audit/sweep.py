@@ -35,7 +35,7 @@ from .evaluate.weights import Spectrum, spectra, weight_deltas
 from .executors import EXECUTORS, Executor, LaunchedExecutor
 from .executors.launched import follow_jobs, leading
 from .methods import Method
-from .models import LoadedModel, load_model, model_identity, resolve_precision
+from .models import LoadedModel, Precision, load_model, model_identity, resolve_precision
 from .packing import train_packs
 from .plan import BASE, REFERENCE, PlannedRun, experiment_fingerprint, plan_runs, untuned_tasks
 from .progress import SweepProgress
@@ -131,8 +131,8 @@ class Sweep:
         self.progress = progress
         self.log = log
         self.executor = executor
-        self.precision = resolve_precision(spec.precision)
-        self.eval_precision = resolve_precision(spec.eval_precision)
+        self.precision = Precision.resolve(spec.precision)
+        self.eval_precision = Precision.resolve(spec.eval_precision)
         self.source = source
         for name in untuned_tasks(spec):
             log(f"task {name} has no validation split to tune on: its tuned methods run at their grid's middle value")
@@ -140,7 +140,7 @@ class Sweep:
         self.loaded: LoadedModel = load_model(spec.model, task_vocabulary())
         self.store = Store.in_dir(out_dir)
         try:
-            self.store.bind_experiment(*experiment_fingerprint(spec, self.loaded.identity, self.precision))
+            self.store.bind_experiment(*experiment_fingerprint(spec, self.loaded.identity, self.precision.name))
             self._plan()
         except BaseException:
             self.store.close()
@@ -152,7 +152,7 @@ class Sweep:
         """Plan every run that can be planned now (a tuning family's later seeds once it has a choice), check each
         distinct method on the model and the disk space the pending runs need, and group the runs."""
         choices = {s.family: dict(s.chosen.point) for s in self.store.selections() if s.chosen is not None}
-        self.runs = plan_runs(self.spec, self.loaded.identity, self.precision, self.source, self.loaded.model, choices)
+        self.runs = plan_runs(self.spec, self.loaded.identity, self.precision.name, self.source, self.loaded.model, choices)
         self.methods = {r.method_key: r.build_method() for r in self.runs}  # checks and sizes are per distinct method
         for method in self.methods.values():
             method.check(self.loaded.model)
@@ -215,7 +215,7 @@ class Sweep:
         for group in groups:
             first = group.runs[0]
             task = self.context.task(first)
-            base_key = cache_key("base", self.loaded.identity, self.eval_precision, task.fingerprint())
+            base_key = cache_key("base", self.loaded.identity, self.eval_precision.name, task.fingerprint())
             base_obs = self.cache.get_or_compute(base_key, lambda: task.observe_base(self.context.runner, self.loaded.model))
             self.context.task(first, base_obs)
             self._save_training_data(task, base_obs, first)

@@ -31,7 +31,7 @@ from transformers import PreTrainedTokenizerBase
 from ..config.spec import BudgetSpec
 from ..errors import AuditError
 from ..methods.base import Method, optimizer_state_bytes
-from ..models.precision import autocast, training_attention, weights_cast_once
+from ..models.precision import Precision
 from ..records import Example
 from .loop import IGNORE, TrainingDiverged, TrainResult, batches, completion_logits, encode_examples, make_accelerator, token_loss
 
@@ -138,7 +138,7 @@ def _stack(parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
 
 
 def train_pack(base: nn.Module, members: Sequence[PackMember], tokenizer: PreTrainedTokenizerBase, budget: BudgetSpec,
-               precision: str, progress: bool = True, log: Callable[[str], None] = print) -> list[PackOutcome]:
+               precision: Precision, progress: bool = True, log: Callable[[str], None] = print) -> list[PackOutcome]:
     """Train every member for `budget.steps` steps in one pack over `base` (left unchanged); one outcome per member.
 
     A member's seconds are its share of the pack's time (each step's time split over the runs that took it)."""
@@ -168,7 +168,7 @@ def train_pack(base: nn.Module, members: Sequence[PackMember], tokenizer: PreTra
         active = sorted(range(len(members)), key=lambda i: ranks[i])  # runs of one rank stacked together
         bar = tqdm(range(1, budget.steps + 1), total=budget.steps, desc=f"pack of {len(members)}",
                    disable=not progress, leave=False, unit="step")
-        with weights_cast_once(precision, packed):
+        with precision.weights_cast_once(packed):
             for step in bar:
                 start = time.perf_counter()
                 parts = [next(data[i]) for i in active]
@@ -176,8 +176,8 @@ def train_pack(base: nn.Module, members: Sequence[PackMember], tokenizer: PreTra
                 groups = rank_groups(active, ranks)
                 for layer in layers:
                     layer.groups = groups
-                with training_attention(precision, accelerator.device, ids.shape[1]), \
-                        autocast(precision, accelerator.device.type):
+                with precision.training_attention(accelerator.device, ids.shape[1]), \
+                        precision.autocast(accelerator.device.type):
                     logits, targets = completion_logits(packed, ids, mask, labels)
                 losses = [token_loss(lg, tg) for lg, tg in zip(logits.chunk(len(active)), targets.chunk(len(active)))]
                 values = torch.stack([loss.detach() for loss in losses]).tolist()

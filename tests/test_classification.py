@@ -180,7 +180,7 @@ def test_bad_options_are_validation_errors(options, match):
 
 def test_smoke_run_end_to_end_with_report(tmp_path):
     spec = narrow(load_spec(preset="smoke"), tasks=["classification"])
-    result = run_sweep(spec, tmp_path, progress=False, log=lambda msg: None)
+    result = run_sweep(spec, tmp_path, progress=False)
     assert result.failed == [] and result.finished == result.planned == 4
     store = Store.in_dir(tmp_path)
     runs = {(r["method"], r["rank"]): r["run_id"] for r in store.runs()}

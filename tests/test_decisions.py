@@ -186,7 +186,7 @@ def test_score_on_a_hand_made_observation(tiny):
 
 def test_smoke_sweep_end_to_end(tmp_path):
     spec = narrow(load_spec(preset="smoke"), tasks=["decisions"])
-    result = run_sweep(spec, tmp_path, progress=False, log=lambda m: None)
+    result = run_sweep(spec, tmp_path, progress=False)
     assert not result.failed and result.finished == 4
     store = Store.in_dir(tmp_path)
     metrics = {(m["metric"], m["group_name"], m["split"]) for m in store.metrics()}

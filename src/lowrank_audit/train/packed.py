@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from peft.tuners.lora import LoraLayer
@@ -36,6 +37,8 @@ from ..records import Example
 from .loop import IGNORE, TrainingDiverged, TrainResult, batches, completion_logits, encode_examples, make_accelerator, token_loss
 
 PEFT_PREFIX = "base_model.model."
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -138,7 +141,7 @@ def _stack(parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
 
 
 def train_pack(base: nn.Module, members: Sequence[PackMember], tokenizer: PreTrainedTokenizerBase, budget: BudgetSpec,
-               precision: Precision, progress: bool = True, log: Callable[[str], None] = print) -> list[PackOutcome]:
+               precision: Precision, progress: bool = True) -> list[PackOutcome]:
     """Train every member for `budget.steps` steps in one pack over `base` (left unchanged); one outcome per member.
 
     A member's seconds are its share of the pack's time (each step's time split over the runs that took it)."""
@@ -185,7 +188,7 @@ def train_pack(base: nn.Module, members: Sequence[PackMember], tokenizer: PreTra
                 for i, loss, value, (_, part_mask, _) in zip(active, losses, values, parts):
                     if not math.isfinite(value):
                         outcomes[i].error = TrainingDiverged(step, value)
-                        log(f"{members[i].label}: {outcomes[i].error}")
+                        logger.info(f"{members[i].label}: {outcomes[i].error}")
                         continue
                     going.append(i)
                     res = outcomes[i].result

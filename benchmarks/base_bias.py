@@ -12,7 +12,7 @@ import time
 
 from lowrank_audit.config.spec import ModelSpec
 from lowrank_audit.evaluate.runner import Runner
-from lowrank_audit.models import load_model
+from lowrank_audit.models import FP32, load_model
 from lowrank_audit.records import MetricRow
 from lowrank_audit.scorers import ScorerOptions, build_scorer
 from lowrank_audit.scorers.identity import scorer_bias
@@ -40,7 +40,7 @@ def main() -> None:
     for b in scorer_bias(build_scorer(ScorerOptions()).score, 0.5, IDENTITY_GROUPS):
         print(f"| {b.group} | {b.mean:.3f} | {b.rate:.3f} | {b.masked_mean:.3f} | {b.masked_rate:.3f} |")
     loaded = load_model(ModelSpec(source="default"), task_vocabulary())
-    runner = Runner(loaded.tokenizer, "fp32", 32, progress=False)
+    runner = Runner(loaded.tokenizer, FP32, 32, progress=False)
     t0 = time.perf_counter()
     stereo = StereotypeTask(StereotypeOptions(stereoset=None), loaded.tokenizer)  # CrowS-Pairs in full
     obs = stereo.observe(runner, loaded.model)

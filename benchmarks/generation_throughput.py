@@ -15,12 +15,12 @@ import time
 
 from lowrank_audit.config import ModelSpec
 from lowrank_audit.evaluate.generate import GenerationSettings, generate
-from lowrank_audit.models import load_model, resolve_precision
+from lowrank_audit.models import Precision, load_model
 from lowrank_audit.sweep import task_vocabulary
 from lowrank_audit.tasks.toxicity import ToxicityOptions, ToxicityTask
 
 
-def tokens_per_second(loaded, prompts: list[list[int]], settings: GenerationSettings, precision: str) -> tuple[float, int, float]:
+def tokens_per_second(loaded, prompts: list[list[int]], settings: GenerationSettings, precision: Precision) -> tuple[float, int, float]:
     """(new tokens/s, new tokens, seconds) of one pass over `prompts`, after a one-batch warm-up."""
     generate(loaded.model, loaded.tokenizer, prompts[: settings.batch_size], settings, precision)
     start = time.perf_counter()
@@ -48,13 +48,13 @@ def main() -> None:
           f"temperature {options.temperature}, top-p {options.top_p}")
     print(f"{'precision':>9} {'shape':>6} {'sequences':>9} {'new tokens':>10} {'seconds':>8} {'new tokens/s':>12}")
     for precision in args.precisions:
-        resolved = resolve_precision(precision)
+        resolved = Precision.resolve(precision)
         for shape in args.shapes:
             batch, samples = (int(x) for x in shape.split("x"))
             settings = GenerationSettings(options.max_new_tokens, samples, options.temperature, options.top_p,
                                           options.sample_seed, batch)
             rate, tokens, seconds = tokens_per_second(loaded, prompts, settings, resolved)
-            print(f"{resolved:>9} {shape:>6} {batch * samples:>9} {tokens:>10} {seconds:>8.1f} {rate:>12.1f}")
+            print(f"{resolved.name:>9} {shape:>6} {batch * samples:>9} {tokens:>10} {seconds:>8.1f} {rate:>12.1f}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from lowrank_audit.evaluate import Runner
 from lowrank_audit.evaluate.general import base_general, general_rows
 from lowrank_audit.evaluate.weights import base_left_vectors, spectra, weight_deltas, weight_update_rows
 from lowrank_audit.methods import METHODS
-from lowrank_audit.models import load_model
+from lowrank_audit.models import FP32, load_model
 from lowrank_audit.sweep import task_vocabulary
 
 
@@ -33,7 +33,7 @@ def _seconds(fn):
 def main(out: Path, model_source: str) -> None:
     loaded = load_model(ModelSpec(source=model_source), task_vocabulary())
     base = loaded.model
-    runner = Runner(loaded.tokenizer, "fp32", 32, progress=False)
+    runner = Runner(loaded.tokenizer, FP32, 32, progress=False)
     db = sqlite3.connect(out / "results.sqlite")
     runs = db.execute("SELECT task, method, rank, config_json, artifact FROM runs WHERE status='finished' AND artifact IS NOT NULL "
                       "AND method != 'base' ORDER BY task, method, rank").fetchall()

@@ -20,7 +20,7 @@ from lowrank_audit.config import BudgetSpec, ModelSpec
 from lowrank_audit.errors import AuditError
 from lowrank_audit.methods import METHODS, trainable_parameters
 from lowrank_audit.methods.budget import match_budget
-from lowrank_audit.models import load_model, resolve_precision
+from lowrank_audit.models import Precision, load_model
 from lowrank_audit.sweep import task_vocabulary
 from lowrank_audit.tasks import Example
 from lowrank_audit.train import PeakRSS, train
@@ -40,9 +40,9 @@ def main() -> None:
     args = parser.parse_args()
 
     loaded = load_model(ModelSpec(source=args.model), task_vocabulary())
-    precision = resolve_precision(args.precision)
+    precision = Precision.resolve(args.precision)
     budget = BudgetSpec(steps=args.steps, batch_size=args.batch_size)
-    print(f"{loaded.description}, {precision}, {args.steps} steps of batch {args.batch_size}, torch threads "
+    print(f"{loaded.description}, {precision.name}, {args.steps} steps of batch {args.batch_size}, torch threads "
           f"{torch.get_num_threads()}, budget {args.params:,} parameters")
     print(f"{'method':10s} {'size':>18s} {'trainable':>12s} {'s/step':>8s} {'peak MB':>9s} {'+MB':>8s} {'optim MB':>9s}")
     for name in args.methods or [n for n in METHODS.names() if METHODS.get(n).trains]:

@@ -19,7 +19,7 @@ from peft import get_peft_model_state_dict
 from lowrank_audit.config import BudgetSpec, ModelSpec
 from lowrank_audit.evaluate import Runner
 from lowrank_audit.methods import METHODS
-from lowrank_audit.models import load_model, resolve_precision
+from lowrank_audit.models import FP32, Precision, load_model
 from lowrank_audit.sweep import task_vocabulary
 from lowrank_audit.tasks import TASKS
 from lowrank_audit.train import train
@@ -38,16 +38,16 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", help="auto (the quick preset's), fp32 or bf16")
     args = parser.parse_args()
 
-    precision = resolve_precision(args.precision)
+    precision = Precision.resolve(args.precision)
     loaded = load_model(ModelSpec(source=args.model), task_vocabulary())
     task = TASKS.get("debias")(TASKS.get("debias").Options(), loaded.tokenizer)
-    base = task.observe_base(Runner(loaded.tokenizer, "fp32", 32, False), loaded.model)
+    base = task.observe_base(Runner(loaded.tokenizer, FP32, 32, False), loaded.model)
     task.bind(base)
     examples = task.train_examples(base, 0)
     budget = BudgetSpec(steps=args.steps, batch_size=args.batch_size)
     lora = METHODS.get("lora")
     methods = [lora(lora.Options(rank=r, lr=lr)) for r in args.ranks for lr in args.lrs]
-    print(f"{loaded.description}, {precision}, torch {torch.__version__} on {torch.get_num_threads()} threads; "
+    print(f"{loaded.description}, {precision.name}, torch {torch.__version__} on {torch.get_num_threads()} threads; "
           f"ranks {args.ranks}, lrs {args.lrs}, {args.steps} steps of batch {args.batch_size}, {len(examples)} examples")
 
     def one_at_a_time(steps: BudgetSpec, show: bool) -> tuple[list[dict], float]:

@@ -13,7 +13,7 @@ import time
 import torch
 
 from lowrank_audit.config import ModelSpec
-from lowrank_audit.models import autocast, load_model
+from lowrank_audit.models import Precision, load_model
 
 
 def matmul_tflops(dtype: torch.dtype, n: int = 2048, repeats: int = 20) -> float:
@@ -35,7 +35,7 @@ def step_seconds(model: torch.nn.Module, precision: str, batch: int, length: int
     times = []
     for i in range(repeats + 1):
         start = time.perf_counter()
-        with autocast(precision):
+        with Precision(precision).autocast():
             loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         opt.step()

@@ -21,7 +21,7 @@ from torch.profiler import ProfilerActivity, profile
 from lowrank_audit.config import BudgetSpec, ModelSpec
 from lowrank_audit.evaluate import Runner
 from lowrank_audit.methods import METHODS
-from lowrank_audit.models import load_model
+from lowrank_audit.models import FP32, Precision, load_model
 from lowrank_audit.sweep import task_vocabulary
 from lowrank_audit.tasks import TASKS
 from lowrank_audit.train import train
@@ -51,7 +51,7 @@ def tokens_and_labels(examples, tokenizer, budget: BudgetSpec, seed: int) -> tup
     return tokens, labels
 
 
-def phase_split(model: torch.nn.Module, method, examples, tokenizer, budget: BudgetSpec, precision: str) -> dict:
+def phase_split(model: torch.nn.Module, method, examples, tokenizer, budget: BudgetSpec, precision: Precision) -> dict:
     """Seconds per step in forward, backward and optimizer, from a profiled run of the same loop."""
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         train(model, method, examples, tokenizer, budget, precision, seed=1, progress=False)
@@ -79,7 +79,7 @@ def main() -> None:
           f"bf16 {rate['bf16']:.2f} TFLOP/s")
     loaded = load_model(ModelSpec(source=args.model), task_vocabulary())
     task = TASKS.get("debias")(TASKS.get("debias").Options(), loaded.tokenizer)
-    base = task.observe_base(Runner(loaded.tokenizer, "fp32", 32, False), loaded.model)
+    base = task.observe_base(Runner(loaded.tokenizer, FP32, 32, False), loaded.model)
     task.bind(base)
     examples = task.train_examples(base, 0)
     n_body, n_head = matmul_parameters(loaded.model)
@@ -94,12 +94,12 @@ def main() -> None:
         for precision in args.precisions:
             method = cls(cls.Options(**options))
             model = method.prepare(copy.deepcopy(loaded.model))
-            res = train(model, method, examples, loaded.tokenizer, budget, precision, seed=0, progress=False)
+            res = train(model, method, examples, loaded.tokenizer, budget, Precision(precision), seed=0, progress=False)
             assert res.tokens == tokens
             achieved = flops_per * (n_body * tokens + n_head * labels) / res.seconds / 1e12
             short = BudgetSpec(steps=3, batch_size=args.batch_size)
             split = phase_split(method.prepare(copy.deepcopy(loaded.model)), method, examples, loaded.tokenizer, short,
-                                precision)
+                                Precision(precision))
             print(f"{name:6s} {precision:9s} {res.seconds_per_step:7.3f} {res.tokens_per_second:9.0f} {achieved:8.3f} "
                   f"{achieved / rate[precision]:9.1%}  {split['total']:.2f} / {split['backward-graph']:.2f} / "
                   f"{split['optimizer']:.2f} / {split['casts']:.2f} / {split['matmuls']:.2f}")

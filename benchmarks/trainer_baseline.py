@@ -36,7 +36,7 @@ from lowrank_audit.config import ExperimentSpec
 from lowrank_audit.experiment import load_spec, narrow
 from lowrank_audit.evaluate import Runner
 from lowrank_audit.methods import METHODS, MethodOptions
-from lowrank_audit.models import LoadedModel, load_model, resolve_precision
+from lowrank_audit.models import LoadedModel, Precision, load_model
 from lowrank_audit.store import MetricRow
 from lowrank_audit.sweep import task_vocabulary
 from lowrank_audit.tasks import TASKS, Example, Observation, Task
@@ -112,7 +112,7 @@ def prepare(run: MethodRun, model: nn.Module) -> nn.Module:
 
 
 def train(model: nn.Module, run: MethodRun, data: datasets.Dataset, tokenizer: PreTrainedTokenizerBase,
-          spec: ExperimentSpec, steps: int, precision: str, lr_scheduler: str, trainer_dir: Path) -> tuple[float, TrainingArguments]:
+          spec: ExperimentSpec, steps: int, precision: Precision, lr_scheduler: str, trainer_dir: Path) -> tuple[float, TrainingArguments]:
     """Train with Trainer; returns (its mean training loss, the arguments it ran with).
 
     Matched to lowrank-audit (what makes it the same training): steps, batch size, learning rate, seed, bf16
@@ -129,7 +129,7 @@ def train(model: nn.Module, run: MethodRun, data: datasets.Dataset, tokenizer: P
         learning_rate=run.options.lr,
         lr_scheduler_type=lr_scheduler,
         seed=spec.seeds[0],
-        bf16=precision == "bf16",  # accelerate's torch.autocast(cpu, bfloat16) around forward; weights stay fp32
+        bf16=precision.bf16,  # accelerate's torch.autocast(cpu, bfloat16) around forward; weights stay fp32
         use_cpu=True,  # required with bf16 on a machine without a GPU (TrainingArguments raises otherwise)
         save_strategy="no",  # default "steps" would write a checkpoint (weights + optimizer) at the last step
         # report_to: "none" is already the default in transformers 5; logging_steps (500) > steps: no log lines
@@ -140,7 +140,7 @@ def train(model: nn.Module, run: MethodRun, data: datasets.Dataset, tokenizer: P
     return result.training_loss, args
 
 
-def evaluate(spec: ExperimentSpec, model: nn.Module, run: MethodRun, full_dir: Path, precision: str) -> list[MetricRow]:
+def evaluate(spec: ExperimentSpec, model: nn.Module, run: MethodRun, full_dir: Path, precision: Precision) -> list[MetricRow]:
     """Evaluate one trained model on its own: reload and observe the base and the full fine-tune, then score."""
     base = load_base(spec)
     runner = Runner(base.tokenizer, precision, spec.budget.eval_batch_size, progress=False)
@@ -192,7 +192,7 @@ def main() -> None:
     t_start = time.perf_counter()
     spec = narrow(load_spec(preset="smoke" if args.tiny else "quick"), tasks=[TASK])
     steps = args.steps or spec.budget.steps
-    precision = resolve_precision(spec.precision)
+    precision = Precision.resolve(spec.precision)
     seed = spec.seeds[0]
     runs = preset_methods(spec)
     if args.methods:
@@ -214,7 +214,7 @@ def main() -> None:
     base_obs = task.observe_base(Runner(base.tokenizer, precision, spec.budget.eval_batch_size, progress=False), base.model)
     data = tokenize(task.train_examples(base_obs, seed), base.tokenizer)
     data_seconds = time.perf_counter() - t0
-    print(f"{base.description}; {precision}; {len(data)} training examples; {steps} steps of batch "
+    print(f"{base.description}; {precision.name}; {len(data)} training examples; {steps} steps of batch "
           f"{spec.budget.batch_size}; {torch.get_num_threads()} threads; data prepared in {data_seconds:.1f} s", flush=True)
     del base, task, base_obs
 
@@ -245,7 +245,7 @@ def main() -> None:
 
     wall = time.perf_counter() - t_start
     settings = {"preset": spec.name, "steps": steps, "batch_size": spec.budget.batch_size, "seed": seed,
-                "precision": precision, "lr_scheduler": targs.lr_scheduler_type.value, "optim": targs.optim.value,
+                "precision": precision.name, "lr_scheduler": targs.lr_scheduler_type.value, "optim": targs.optim.value,
                 "torch_threads": torch.get_num_threads()}
     (args.out / "results.json").write_text(json.dumps(
         {"settings": settings, "data_s": data_seconds, "wall_s": wall, "methods": results}, indent=2))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import Callable
 
 import pytest
 
 from lowrank_audit.experiment import load_spec, narrow
+from lowrank_audit.logs import LOGGER
 from lowrank_audit.models import load_model
 from lowrank_audit.sweep import task_vocabulary
 
@@ -39,3 +42,11 @@ def smoke_spec():
 def tiny(smoke_spec):
     """A tiny random Llama with the word-level tokenizer (fresh per test: tests may train it)."""
     return load_model(smoke_spec.model, task_vocabulary())
+
+
+@pytest.fixture()
+def tool_lines(caplog) -> Callable[[], list[str]]:
+    """The tool's lines logged so far in the test, as the command line prints them (pytest's caplog, only the
+    lowrank_audit logger's records: not the libraries')."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    return lambda: [r.getMessage() for r in caplog.records if r.name.split(".")[0] == LOGGER]

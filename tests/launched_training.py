@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from lowrank_audit.config import BudgetSpec
 from lowrank_audit.experiment import load_spec, narrow
 from lowrank_audit.methods import METHODS
-from lowrank_audit.models import load_model
+from lowrank_audit.models import FP32, load_model
 from lowrank_audit.sweep import task_vocabulary
 from lowrank_audit.records import Example
 from lowrank_audit.train import train
@@ -36,7 +36,7 @@ def trained(name: str) -> tuple[dict[str, torch.Tensor], list[float]]:
     torch.manual_seed(0)
     model = method.prepare(copy.deepcopy(tiny.model))
     budget = BudgetSpec(steps=4, batch_size=5, max_grad_norm=0.5)  # 5 rows: two processes take 3 and 2
-    result = train(model, method, EXAMPLES, tiny.tokenizer, budget, "fp32", seed=0, progress=False)
+    result = train(model, method, EXAMPLES, tiny.tokenizer, budget, FP32, seed=0, progress=False)
     return {k: p.detach().contiguous() for k, p in model.named_parameters() if p.requires_grad}, result.losses
 
 

@@ -18,10 +18,6 @@ COST = {"trainable_params", "train_seconds", "seconds_per_step", "tokens_per_sec
         "final_loss", "eval_seconds", "optimizer_state_bytes"}
 
 
-def quiet(msg):
-    pass
-
-
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     from lowrank_audit.experiment import load_spec, narrow
@@ -29,7 +25,7 @@ def swept(tmp_path_factory):
     spec = narrow(load_spec(preset="smoke"), tasks=["debias"])
     spec = spec.model_copy(update={"execution": spec.execution.model_copy(update={"keep_full_weights": True})})
     out = tmp_path_factory.mktemp("run")
-    run_sweep(spec, out, progress=False, log=quiet)
+    run_sweep(spec, out, progress=False)
     runs = {(r["method"], r["rank"]): r for r in Store.in_dir(out).runs()}
     return spec, out, runs
 
@@ -49,7 +45,7 @@ def test_audit_reproduces_the_metrics_run_stored(swept, tmp_path):
     spec, out, runs = swept
     lora = out / runs["lora", 4]["artifact"]
     full = out / runs["full", None]["artifact"]
-    result = run_audit(audit_spec(spec, [lora], full), tmp_path, progress=False, log=quiet)
+    result = run_audit(audit_spec(spec, [lora], full), tmp_path, progress=False)
     assert result.finished == 3 and result.failed == []
     audited = {(r["method"], r["rank"]): r for r in Store.in_dir(tmp_path).runs()}
     assert set(audited) == {("base", None), ("full", None), ("lora", 4)}
@@ -60,7 +56,7 @@ def test_audit_reproduces_the_metrics_run_stored(swept, tmp_path):
         for k in want:
             for a, b in zip(got[k], want[k]):
                 assert (a is None and b is None) or a == pytest.approx(b, rel=1e-6, abs=1e-9), k
-    again = run_audit(audit_spec(spec, [lora], full), tmp_path, progress=False, log=quiet)
+    again = run_audit(audit_spec(spec, [lora], full), tmp_path, progress=False)
     assert again.finished == 0 and again.skipped == 3
 
 
@@ -77,7 +73,7 @@ def test_adapter_for_another_base_is_refused(swept, tmp_path):
             p.data.fill_(0.1)
     method.save(model, tmp_path / "adapter")
     with pytest.raises(AuditError, match="does not fit this base model"):
-        run_audit(audit_spec(spec, [tmp_path / "adapter"]), tmp_path / "out", progress=False, log=quiet)
+        run_audit(audit_spec(spec, [tmp_path / "adapter"]), tmp_path / "out", progress=False)
 
 
 def test_adapter_that_changes_nothing_is_refused_by_name(swept, tmp_path, tiny):
@@ -85,14 +81,14 @@ def test_adapter_that_changes_nothing_is_refused_by_name(swept, tmp_path, tiny):
     method = METHODS.get("lora")(METHODS.get("lora").Options(rank=2))
     method.save(method.prepare(copy.deepcopy(tiny.model)), tmp_path / "untrained")  # B = 0: no change
     with pytest.raises(AuditError, match=r"adapter .*untrained: every lora_B in adapter_model.safetensors is zero"):
-        run_audit(audit_spec(spec, [tmp_path / "untrained"]), tmp_path / "out", progress=False, log=quiet)
+        run_audit(audit_spec(spec, [tmp_path / "untrained"]), tmp_path / "out", progress=False)
 
 
 def test_folder_that_is_not_an_adapter(swept, tmp_path):
     spec, _, _ = swept
     (tmp_path / "empty").mkdir()
     with pytest.raises(AuditError, match="not a PEFT adapter folder"):
-        run_audit(audit_spec(spec, [tmp_path / "empty"]), tmp_path / "out", progress=False, log=quiet)
+        run_audit(audit_spec(spec, [tmp_path / "empty"]), tmp_path / "out", progress=False)
 
 
 def test_audit_command_line(swept, tmp_path):
@@ -122,7 +118,7 @@ def test_reduce_intruders_audits_peft_mitigated_adapter_beside_the_original(swep
     spec, out, runs = swept
     lora = out / runs["lora", 4]["artifact"]
     audit = audit_spec(spec, [lora]).model_copy(update={"reduce_intruders": True})
-    result = run_audit(audit, tmp_path / "a", progress=False, log=quiet)
+    result = run_audit(audit, tmp_path / "a", progress=False)
     assert result.finished == 3
     audited = {r["method"]: r for r in Store.in_dir(tmp_path / "a").runs()}
     assert set(audited) == {"base", "lora", "lora-intruders-reduced"} and audited["lora-intruders-reduced"]["rank"] == 4
@@ -135,10 +131,10 @@ def test_reduce_intruders_audits_peft_mitigated_adapter_beside_the_original(swep
     norms = [float(torch.linalg.matrix_norm(dw)) for dw in weight_deltas(direct, tiny.model).values()]
     assert reduced["weight_update_norm", None, None, None][0] == pytest.approx(sum(norms) / len(norms), rel=1e-5)
     assert reduced["weight_update_norm", None, None, None][0] != pytest.approx(plain["weight_update_norm", None, None, None][0])
-    assert run_audit(audit, tmp_path / "a", progress=False, log=quiet).skipped == 3
+    assert run_audit(audit, tmp_path / "a", progress=False).skipped == 3
 
     (tmp_path / "ia3").mkdir()
     (tmp_path / "ia3" / "adapter_config.json").write_text(json.dumps({"peft_type": "IA3"}))
     save_file({"x": torch.zeros(1)}, tmp_path / "ia3" / "adapter_model.safetensors")  # whole: only its type is wrong
     with pytest.raises(AuditError, match="LoRA adapters only.*IA3"):
-        run_audit(audit.model_copy(update={"adapters": [tmp_path / "ia3"]}), tmp_path / "b", progress=False, log=quiet)
+        run_audit(audit.model_copy(update={"adapters": [tmp_path / "ia3"]}), tmp_path / "b", progress=False)

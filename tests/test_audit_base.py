@@ -52,17 +52,16 @@ def warnings_of(adapter, base_folder):
     return inspect_adapter(adapter, adapter.name, KnownModel.of_base(ModelSpec(source="hf", path=str(base_folder)))).warnings
 
 
-def test_a_renamed_copy_of_the_base_passes_and_another_base_is_flagged(smoke_spec, tiny, tmp_path):
+def test_a_renamed_copy_of_the_base_passes_and_another_base_is_flagged(smoke_spec, tiny, tmp_path, tool_lines):
     original = saved_base(tiny, tmp_path / "SmolLM2-135M")
     other = saved_base(tiny, tmp_path / "other-base", moved=0.05)  # same architecture and sizes, other weights
     same = adapter_on(original, tmp_path / "same")
     wrong = adapter_on(other, tmp_path / "wrong", seed=1)
     copy_folder = tmp_path / "my-local-copy"
     shutil.copytree(original, copy_folder)
-    lines = []
     run_audit(AuditSpec(base=ModelSpec(source="hf", path=str(copy_folder)), adapters=[same, wrong], task="debias",
-                        task_options=smoke_spec.tasks[0].options), tmp_path / "out", progress=False, log=lines.append)
-    warnings = [x for x in lines if x.startswith("warning:")]
+                        task_options=smoke_spec.tasks[0].options), tmp_path / "out", progress=False)
+    warnings = [x for x in tool_lines() if x.startswith("warning:")]
     assert len(warnings) == 1, warnings
     assert warnings[0].startswith(f"warning: adapter wrong {WRONG_BASE}: its config names {str(other)!r} (the same "
                                   "sizes, other weights (")

@@ -23,10 +23,6 @@ from lowrank_audit.store import Store
 COST = {"eval_seconds"}
 
 
-def quiet(msg):
-    pass
-
-
 def peft_adapter(tiny, folder, seed=0, targets=("q_proj", "v_proj"), r=2, **options):
     """A real PEFT LoRA adapter on the tiny base with random B (so that it changes the model), saved to `folder`."""
     torch.manual_seed(seed)
@@ -74,13 +70,13 @@ def refuse_loading(monkeypatch):
 
 
 def test_same_method_and_rank_stay_two_named_rows_and_a_later_reference_rescores_them(smoke_spec, tiny, tmp_path,
-                                                                                       monkeypatch):
+                                                                                       monkeypatch, caplog, tool_lines):
     a = peft_adapter(tiny, tmp_path / "a", seed=0)
     b = peft_adapter(tiny, tmp_path / "b", seed=1, use_dora=True)
     c = peft_adapter(tiny, tmp_path / "c", seed=2)
     ref = full_reference(tiny, tmp_path / "ref")
     out = tmp_path / "out"
-    run_audit(spec(smoke_spec, [a, c, b], names=["first", "second", "dora-one"]), out, progress=False, log=quiet)
+    run_audit(spec(smoke_spec, [a, c, b], names=["first", "second", "dora-one"]), out, progress=False)
     first = stored(out)
     assert set(first) == {("base", None, None), ("lora", 2, "first"), ("lora", 2, "second"), ("dora", 2, "dora-one")}
     assert all(("kl_to_full", None, None, None) not in m for m in first.values())
@@ -97,13 +93,11 @@ def test_same_method_and_rank_stay_two_named_rows_and_a_later_reference_rescores
 
     with monkeypatch.context() as mp:  # the reference is new: only it is loaded, the adapters come from the cache
         mp.setattr(audit_module, "load_adapter", lambda *a, **k: pytest.fail("re-observed an adapter"))
-        again = run_audit(spec(smoke_spec, [a, c, b], ref, names=["first", "second", "dora-one"]), out, progress=False,
-                          log=quiet)
+        again = run_audit(spec(smoke_spec, [a, c, b], ref, names=["first", "second", "dora-one"]), out, progress=False)
     assert again.finished == 5 and again.skipped == 0  # base and the 3 adapters re-scored, the reference audited
     rescored = stored(out)
     fresh_out = tmp_path / "fresh"  # independent: the same audit with the reference from the start
-    run_audit(spec(smoke_spec, [a, c, b], ref, names=["first", "second", "dora-one"]), fresh_out, progress=False,
-              log=quiet)
+    run_audit(spec(smoke_spec, [a, c, b], ref, names=["first", "second", "dora-one"]), fresh_out, progress=False)
     fresh = stored(fresh_out)
     assert rescored.keys() == fresh.keys() and len(rescored) == 5
     for key, metrics in fresh.items():
@@ -112,19 +106,20 @@ def test_same_method_and_rank_stay_two_named_rows_and_a_later_reference_rescores
     assert rescored["lora", 2, "first"][("kl_to_full", None, None, None)] > 0
     assert rescored["lora", 2, "first"][("weight_subspace_overlap", None, None, None)] is not None
 
-    lines = []
+    caplog.clear()  # only the lines of the audits below
     refuse_loading(monkeypatch)  # nothing new, and a later audit without --reference keeps the stored one
     for reference in (ref, None):
         result = run_audit(spec(smoke_spec, [a, c, b], reference, names=["first", "second", "dora-one"]), out,
-                           progress=False, log=lines.append)
+                           progress=False)
         assert result.finished == 0 and result.skipped == 5
+    lines = tool_lines()
     assert all(line.startswith("nothing to do: all 5 audited models are in the store, scored against reference")
                for line in lines) and len(lines) == 2
 
 
 def test_weight_means_are_over_the_adapted_modules_only(smoke_spec, tiny, tmp_path):
     folder = peft_adapter(tiny, tmp_path / "q-only", targets=("q_proj",))
-    run_audit(spec(smoke_spec, [folder]), tmp_path / "out", progress=False, log=quiet)
+    run_audit(spec(smoke_spec, [folder]), tmp_path / "out", progress=False)
     metrics = stored(tmp_path / "out")["lora", 2, "q-only"]
     deltas = weight_deltas(audit_module.load_adapter(tiny.model, folder), tiny.model)
     adapted = {k: d for k, d in deltas.items() if bool(d.any())}
@@ -143,25 +138,24 @@ def test_a_zero_adapter_is_refused_before_anything_is_loaded(smoke_spec, tiny, t
     refuse_loading(monkeypatch)
     with pytest.raises(AuditError, match=r"^adapter .*zero: every lora_B in adapter_model.safetensors is zero, so it "
                                          r"changes nothing"):
-        run_audit(spec(smoke_spec, [tmp_path / "zero"]), tmp_path / "out", progress=False, log=quiet)
+        run_audit(spec(smoke_spec, [tmp_path / "zero"]), tmp_path / "out", progress=False)
 
 
 def test_names_must_be_one_per_adapter_and_distinct(smoke_spec, tiny, tmp_path):
     a = peft_adapter(tiny, tmp_path / "x" / "adapter")
     b = peft_adapter(tiny, tmp_path / "y" / "adapter", seed=1)
     with pytest.raises(AuditError, match="two adapters are named 'adapter'.*give each a --name"):
-        run_audit(spec(smoke_spec, [a, b]), tmp_path / "out", progress=False, log=quiet)
+        run_audit(spec(smoke_spec, [a, b]), tmp_path / "out", progress=False)
     with pytest.raises(AuditError, match="1 --name for 2 --adapter"):
-        run_audit(spec(smoke_spec, [a, b], names=["one"]), tmp_path / "out", progress=False, log=quiet)
+        run_audit(spec(smoke_spec, [a, b], names=["one"]), tmp_path / "out", progress=False)
 
 
-def test_an_adapter_config_naming_another_base_is_flagged(smoke_spec, tiny, tmp_path):
+def test_an_adapter_config_naming_another_base_is_flagged(smoke_spec, tiny, tmp_path, tool_lines):
     folder = peft_adapter(tiny, tmp_path / "other")
     config = json.loads((folder / "adapter_config.json").read_text())
     (folder / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "openai/gpt2"}))
-    lines = []
-    run_audit(spec(smoke_spec, [folder]), tmp_path / "out", progress=False, log=lines.append)
-    warning = [x for x in lines if x.startswith("warning:")]
+    run_audit(spec(smoke_spec, [folder]), tmp_path / "out", progress=False)
+    warning = [x for x in tool_lines() if x.startswith("warning:")]
     assert len(warning) == 1 and "its config names base model 'openai/gpt2'" in warning[0]
     assert "its config names base model 'openai/gpt2'" in build_report(tmp_path / "out").markdown.read_text()
 

@@ -17,10 +17,6 @@ from test_audit_identity import peft_adapter
 COMMON = {"model": "tiny:abc", "precision": "fp32", "seed": 0, "task": {"name": "debias", "options": {}}}
 
 
-def quiet(msg):
-    pass
-
-
 def old_store(folder, experiment=None):
     """A store as it was before 0004: the tables of migrations 0001-0003, made by their own SQL on a bare database."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,7 +89,7 @@ def test_a_re_audit_of_a_migrated_adapter_rescores_it_in_place(smoke_spec, tiny,
     adapter = peft_adapter(tiny, tmp_path / "my-adapter")
     spec = AuditSpec(base=ModelSpec(source="tiny"), adapters=[adapter], task="debias",
                      task_options=smoke_spec.tasks[0].options)
-    probe = Audit(spec, tmp_path / "probe", False, quiet)  # what this audit's runs share, as the old audit wrote it
+    probe = Audit(spec, tmp_path / "probe", False)  # what this audit's runs share, as the old audit wrote it
     db = old_store(tmp_path / "out", probe.store.experiment())
     old = {old_run(db, "base", None, {}, 0.5, probe.common),
            old_run(db, "lora", 2, {"adapter": str(adapter.resolve()), "digest": digest(
@@ -101,7 +97,7 @@ def test_a_re_audit_of_a_migrated_adapter_rescores_it_in_place(smoke_spec, tiny,
     db.commit()
     db.close()
     migrated = {r["run_id"] for r in Store.in_dir(tmp_path / "out").runs()}
-    result = run_audit(spec, tmp_path / "out", progress=False, log=quiet)
+    result = run_audit(spec, tmp_path / "out", progress=False)
     assert result.finished == 2 and result.skipped == 0  # never scored against anything: both re-scored
     runs = Store.in_dir(tmp_path / "out").runs()
     assert {r["run_id"] for r in runs} == migrated and len(migrated) == 2 and migrated != old

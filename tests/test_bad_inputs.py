@@ -31,10 +31,6 @@ from lowrank_audit.sweep import run_sweep
 from test_sweep import tmpfs
 
 
-def quiet(msg):
-    pass
-
-
 SOURCE = str(Path(lowrank_audit.__file__).parents[1])  # the subprocesses import the lowrank_audit these tests do
 
 
@@ -185,7 +181,7 @@ def test_a_store_with_a_dropped_table_is_refused_and_left_as_it_is(out, table, c
 
 
 def test_run_and_report_refuse_a_store_without_its_metrics_table(tmp_path, out):
-    run_sweep(narrow(load_spec(preset="smoke"), tasks=["debias"], methods=["lora"]), out, progress=False, log=quiet)
+    run_sweep(narrow(load_spec(preset="smoke"), tasks=["debias"], methods=["lora"]), out, progress=False)
     drop(out, "metrics")
     before = snapshot(out)
     for args in (["run", "--preset", "smoke", "--task", "debias", "--method", "lora", "--out", str(out)],
@@ -213,12 +209,12 @@ def test_weights_that_meet_a_full_disk_fail_their_run_and_the_rerun_resumes(tmp_
     out.mkdir()
     with tmpfs(out / "runs", "size=1m") as disk:  # the weights' disk is full, the store's is not
         filler = fill(disk)
-        result = run_sweep(spec, out, progress=False, log=quiet)
+        result = run_sweep(spec, out, progress=False)
         assert len(result.failed) == 3 and all(e.startswith("no space left on device") for _, e in result.failed)
         assert {r["method"]: r["status"] for r in Store.in_dir(out).runs()} == {
             "base": "finished", "full": "failed", "lora": "failed"}
         filler.unlink()
-        again = run_sweep(spec, out, progress=False, log=quiet)
+        again = run_sweep(spec, out, progress=False)
         assert again.failed == [] and again.finished == 3 and again.skipped == 1
         assert {r["status"] for r in Store.in_dir(out).runs()} == {"finished"}
 
@@ -322,7 +318,7 @@ def test_an_audited_dora_adapter_is_not_recorded_as_lora(tiny, tmp_path):
     lora = trained_adapter(tiny, tmp_path / "lora")
     dora = trained_adapter(tiny, tmp_path / "dora", name="dora")
     assert json.loads((dora / "adapter_config.json").read_text())["use_dora"] is True
-    run_audit(audit_spec([lora, dora]), tmp_path / "out", progress=False, log=quiet)
+    run_audit(audit_spec([lora, dora]), tmp_path / "out", progress=False)
     assert sorted((r["method"], r["rank"]) for r in Store.in_dir(tmp_path / "out").runs()) == [
         ("base", None), ("dora", 2), ("lora", 2)]
 

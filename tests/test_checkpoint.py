@@ -9,6 +9,7 @@ import torch
 from lowrank_audit.config import BudgetSpec
 from lowrank_audit.errors import AuditError
 from lowrank_audit.methods import METHODS
+from lowrank_audit.models import FP32
 from lowrank_audit.records import Example
 from lowrank_audit.train import train
 
@@ -31,7 +32,7 @@ class Stop(Exception):
     """Stands for a crash in the middle of training."""
 
 
-def run(tiny, name, folder=None, stop_at=None, log=None, options=None):
+def run(tiny, name, folder=None, stop_at=None, options=None):
     """Train a fresh copy of the tiny model as the sweep does; `stop_at` raises from the step hook at that step."""
     cls = METHODS.get(name)
     method = cls(cls.Options(**(CASES[name] if options is None else options)))
@@ -46,8 +47,8 @@ def run(tiny, name, folder=None, stop_at=None, log=None, options=None):
                 raise Stop
 
         method.after_step = after_step
-    result = train(model, method, EXAMPLES, tiny.tokenizer, BUDGET, "fp32", seed=0, progress=False,
-                   checkpoint_dir=folder, checkpoint_every=EVERY if folder else 0, log=log or (lambda _: None))
+    result = train(model, method, EXAMPLES, tiny.tokenizer, BUDGET, FP32, seed=0, progress=False,
+                   checkpoint_dir=folder, checkpoint_every=EVERY if folder else 0)
     return model, result
 
 
@@ -66,29 +67,27 @@ def interrupted(tiny, name, folder, stop_at=STOP):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tiny, tmp_path, name):
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tiny, tmp_path, name, tool_lines):
     reference, expected = run(tiny, name)
     folder = tmp_path / "checkpoint"
     interrupted(tiny, name, folder)
-    logs = []
-    resumed, result = run(tiny, name, folder, log=logs.append)
-    assert logs == ["resuming train from step 4"]
+    resumed, result = run(tiny, name, folder)
+    assert tool_lines() == ["resuming train from step 4"]
     assert_same(resumed, reference)
     assert (result.steps, result.tokens, result.losses) == (expected.steps, expected.tokens, expected.losses)
     if name == "adalora":
         assert resumed.peft_config["default"].rank_pattern == reference.peft_config["default"].rank_pattern
 
 
-def test_leftover_of_an_interrupted_write_is_ignored_then_cleaned(tiny, tmp_path):
+def test_leftover_of_an_interrupted_write_is_ignored_then_cleaned(tiny, tmp_path, tool_lines):
     reference, _ = run(tiny, "lora")
     folder = tmp_path / "checkpoint"
     interrupted(tiny, "lora", folder, stop_at=3)
     leftover = folder / ".tmp-step-00000004"  # killed while writing step 4's checkpoint
     leftover.mkdir()
     (leftover / "trainable.safetensors").write_bytes(b"half")
-    logs = []
-    resumed, _ = run(tiny, "lora", folder, log=logs.append)
-    assert logs == ["resuming train from step 2"]
+    resumed, _ = run(tiny, "lora", folder)
+    assert tool_lines() == ["resuming train from step 2"]
     assert [p.name for p in folder.iterdir()] == ["step-00000004"]  # the new step-4 checkpoint replaced the leftover
     assert_same(resumed, reference)
 
@@ -99,22 +98,22 @@ def test_leftover_of_an_interrupted_write_is_ignored_then_cleaned(tiny, tmp_path
     (lambda ckpt: torch.save({"state": {}, "param_groups": [], "hook": Stop()}, ckpt / "optimizer.pt"),
      "it does not read back (UnpicklingError: Weights only load failed"),
 ])
-def test_a_damaged_checkpoint_is_skipped_with_its_reason_never_half_loaded(tiny, tmp_path, damage, reason):
+def test_a_damaged_checkpoint_is_skipped_with_its_reason_never_half_loaded(tiny, tmp_path, damage, reason, tool_lines):
     reference, _ = run(tiny, "lora")
     folder = tmp_path / "checkpoint"
     interrupted(tiny, "lora", folder)
     damage(folder / "step-00000004")
-    logs = []
-    again, _ = run(tiny, "lora", folder, log=logs.append)
+    again, _ = run(tiny, "lora", folder)
+    logs = tool_lines()
     assert len(logs) == 1 and logs[0].startswith(f"ignoring checkpoint {folder / 'step-00000004'}: {reason}")
     assert_same(again, reference)  # trained from step 0, to the same weights
 
 
-def test_a_checkpoint_of_another_model_is_skipped(tiny, tmp_path):
+def test_a_checkpoint_of_another_model_is_skipped(tiny, tmp_path, tool_lines):
     folder = tmp_path / "checkpoint"
     interrupted(tiny, "lora", folder)
-    logs = []
-    run(tiny, "lora", folder, log=logs.append, options={"rank": 3, "lr": 1e-2})
+    run(tiny, "lora", folder, options={"rank": 3, "lr": 1e-2})
+    logs = tool_lines()
     assert len(logs) == 1 and "lora_A.default.weight is torch.float32 (2, 64), the model's is torch.float32 (3, 64)" in logs[0]
 
 
@@ -138,5 +137,5 @@ def test_method_state_that_is_not_plain_data_is_refused_at_save(tiny, tmp_path, 
 def test_checkpoint_every_needs_a_folder(tiny):
     with pytest.raises(ValueError, match="checkpoint_every 2: use 0 \\(never\\), or a number of steps with a checkpoint_dir"):
         m = METHODS.get("lora")(METHODS.get("lora").Options())
-        train(m.prepare(copy.deepcopy(tiny.model)), m, EXAMPLES, tiny.tokenizer, BUDGET, "fp32", seed=0,
+        train(m.prepare(copy.deepcopy(tiny.model)), m, EXAMPLES, tiny.tokenizer, BUDGET, FP32, seed=0,
               progress=False, checkpoint_every=2)

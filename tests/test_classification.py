@@ -11,7 +11,7 @@ from lowrank_audit.experiment import load_spec, narrow
 from lowrank_audit.errors import AuditError
 from lowrank_audit.evaluate import Runner
 from lowrank_audit.metrics import counterfactual_flip_rate
-from lowrank_audit.models import load_model
+from lowrank_audit.models import FP32, load_model
 from lowrank_audit.report import build_report
 from lowrank_audit.store import Store
 from lowrank_audit.sweep import run_sweep, task_vocabulary
@@ -34,7 +34,7 @@ def task(tiny):
 
 @pytest.fixture(scope="module")
 def base_obs(task, tiny):
-    return task.observe(Runner(tiny.tokenizer, "fp32", 64, progress=False), tiny.model)
+    return task.observe(Runner(tiny.tokenizer, FP32, 64, progress=False), tiny.model)
 
 
 def test_registered_and_every_prompt_is_known_to_the_tiny_tokenizer(task, tiny):
@@ -180,7 +180,7 @@ def test_bad_options_are_validation_errors(options, match):
 
 def test_smoke_run_end_to_end_with_report(tmp_path):
     spec = narrow(load_spec(preset="smoke"), tasks=["classification"])
-    result = run_sweep(spec, tmp_path, progress=False, log=lambda msg: None)
+    result = run_sweep(spec, tmp_path, progress=False)
     assert result.failed == [] and result.finished == result.planned == 4
     store = Store.in_dir(tmp_path)
     runs = {(r["method"], r["rank"]): r["run_id"] for r in store.runs()}

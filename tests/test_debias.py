@@ -7,6 +7,7 @@ import torch
 from lowrank_audit.errors import AuditError
 from lowrank_audit.evaluate import Runner
 from lowrank_audit.metrics import kl_divergence
+from lowrank_audit.models import FP32
 from lowrank_audit.models.tiny import tiny_tokenizer
 from lowrank_audit.tasks.debias import SPLITS, VALIDATION, DebiasOptions, DebiasTask
 from lowrank_audit.tasks.lexicon import IDENTITY_GROUPS, LEXICONS
@@ -19,7 +20,7 @@ def task(tiny):
 
 @pytest.fixture()
 def base_obs(task, tiny):
-    return task.observe(Runner(tiny.tokenizer, "fp32", 64, progress=False), tiny.model)
+    return task.observe(Runner(tiny.tokenizer, FP32, 64, progress=False), tiny.model)
 
 
 def test_at_least_four_axes_with_several_terms():

@@ -11,6 +11,7 @@ from lowrank_audit.envs.policies import equal_opportunity
 from lowrank_audit.errors import AuditError
 from lowrank_audit.evaluate import Runner
 from lowrank_audit.metrics import agreement, flip_rate, group_counts, pooled_rates, rate_gap, score_change, score_trajectory
+from lowrank_audit.models import FP32
 from lowrank_audit.models.tiny import tiny_tokenizer
 from lowrank_audit.report import build_report
 from lowrank_audit.store import Store
@@ -114,7 +115,7 @@ def test_train_examples_are_the_reference_policy_on_its_own_rollout(task):
 
 
 def test_observe_follows_the_model_and_is_reproducible(task, tiny):
-    runner = Runner(tiny.tokenizer, "fp32", 16, progress=False)
+    runner = Runner(tiny.tokenizer, FP32, 16, progress=False)
     obs = task.observe(runner, tiny.model)
     assert obs["logp"].shape == (2, 2, 6, 2) and obs["cf_logp"].shape == (2, 2, 6, 1, 2)
     assert obs["scores"].shape == (2, 3, 6)
@@ -185,7 +186,7 @@ def test_score_on_a_hand_made_observation(tiny):
 
 def test_smoke_sweep_end_to_end(tmp_path):
     spec = narrow(load_spec(preset="smoke"), tasks=["decisions"])
-    result = run_sweep(spec, tmp_path, progress=False, log=lambda m: None)
+    result = run_sweep(spec, tmp_path, progress=False)
     assert not result.failed and result.finished == 4
     store = Store.in_dir(tmp_path)
     metrics = {(m["metric"], m["group_name"], m["split"]) for m in store.metrics()}

@@ -8,9 +8,8 @@ import torch
 from lowrank_audit.config import BudgetSpec, ModelSpec
 from lowrank_audit.evaluate import Runner
 from lowrank_audit.methods import METHODS
-from lowrank_audit.models import load_model
+from lowrank_audit.models import FP32, Precision, load_model
 from lowrank_audit.models.default import cache_dir, gguf_path
-from lowrank_audit.models.precision import resolve_precision
 from lowrank_audit.tasks.debias import DebiasOptions, DebiasTask
 from lowrank_audit.train import train
 
@@ -36,12 +35,12 @@ def test_two_training_steps_on_the_debias_task(smollm):
     assert all(len(lex.words) >= 10 for lex in task.lexicons)  # most of the lexicon is single-token here
     # the default audit's precisions here: fp32 evaluation, training at `auto` (bf16 only where the CPU runs it fast;
     # forcing bf16 on a CPU without it made this test 5 minutes long)
-    runner = Runner(smollm.tokenizer, "fp32", 64, progress=False)
+    runner = Runner(smollm.tokenizer, FP32, 64, progress=False)
     base = task.observe(runner, smollm.model)
     method = METHODS.get("lora")(METHODS.get("lora").Options(rank=4))
     model = method.prepare(copy.deepcopy(smollm.model))
     result = train(model, method, task.train_examples(base, 0)[:64], smollm.tokenizer, BudgetSpec(steps=2),
-                   resolve_precision("auto"), seed=0, progress=False)
+                   Precision.resolve("auto"), seed=0, progress=False)
     assert result.steps == 2 and all(torch.isfinite(torch.tensor(result.losses)))
     after = task.observe(runner, model)
     assert not torch.equal(after["lexicon/occupation"], base["lexicon/occupation"])

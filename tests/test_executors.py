@@ -31,10 +31,6 @@ import ray_worker_hooks  # noqa: E402  (tests/ is on sys.path; the workers get i
 TIMING = {"train_seconds", "seconds_per_step", "tokens_per_second", "peak_rss_mb", "eval_seconds"}
 
 
-def quiet(msg):
-    pass
-
-
 def results(out):
     """Every non-timing metric, keyed so two stores can be compared row by row."""
     return {(m["run_id"], m["metric"], m["group_name"], m["split"], m["layer"]): (m["value"], m["ci_low"], m["ci_high"])
@@ -71,8 +67,8 @@ def spec(smoke_spec):
 def sweeps(spec, worker_log, tmp_path_factory):
     """The same spec and seed through both executors."""
     out = tmp_path_factory.mktemp("sweeps")
-    local = run_sweep(spec, out / "local", progress=False, log=quiet)
-    distributed = run_sweep(with_execution(spec, "ray"), out / "ray", progress=False, log=quiet)
+    local = run_sweep(spec, out / "local", progress=False)
+    distributed = run_sweep(with_execution(spec, "ray"), out / "ray", progress=False)
     return out, local, distributed
 
 
@@ -130,7 +126,7 @@ def test_rerunning_a_finished_ray_sweep_skips_everything(sweeps, spec, worker_lo
     finished = with_execution(spec.model_copy(update={"methods": spec.methods[:2]}), "ray")
     before = results(out / "ray"), Store.in_dir(out / "ray").runs()
     runs_before = len([e for e in ray_worker_hooks.read_log(worker_log) if e[0] == "run"])
-    again = run_sweep(finished, out / "ray", progress=False, log=quiet)
+    again = run_sweep(finished, out / "ray", progress=False)
     assert (again.planned, again.skipped, again.finished, again.failed) == (3, 3, 0, [])
     assert (results(out / "ray"), Store.in_dir(out / "ray").runs()) == before
     assert len([e for e in ray_worker_hooks.read_log(worker_log) if e[0] == "run"]) == runs_before
@@ -150,7 +146,7 @@ def work(job, shared, context):
 
 
 def test_ray_yields_a_job_whose_worker_died_as_an_error_and_the_others_results(worker_log, tmp_path):
-    with RayExecutor(ExecutionSpec(executor="ray"), False, quiet) as executor:
+    with RayExecutor(ExecutionSpec(executor="ray"), False) as executor:
         done = {job.name: result for job, result in
                 executor.run(work, [(Job("dies", tmp_path), 0), (Job("lives", tmp_path), 1)], "ctx")}
     assert isinstance(done["dies"], ray.exceptions.RayError)
@@ -177,7 +173,7 @@ def test_ray_workers_hide_the_libraries_noise_when_the_driver_does(worker_log, t
     from lowrank_audit.executors import ray_tasks
 
     monkeypatch.setattr(ray_tasks, "is_quiet", lambda: quiet_driver)  # the driver ran without --verbose, or with it
-    with RayExecutor(ExecutionSpec(executor="ray"), False, quiet) as executor:
+    with RayExecutor(ExecutionSpec(executor="ray"), False) as executor:
         [(_, (shown, verbosity, tqdm_disable))] = list(executor.run(noise, [(Job("probe", tmp_path), None)], None))
     assert "own warning" in shown
     assert ("library noise" in shown) is not quiet_driver
@@ -197,7 +193,7 @@ def test_the_local_executor_takes_each_job_only_once_the_one_before_is_done(tmp_
         events.append(f"ran {job.name}")
         return shared, context
 
-    done = [(job.name, result) for job, result in LocalExecutor(ExecutionSpec(), False, quiet).run(local_work, jobs(), "ctx")]
+    done = [(job.name, result) for job, result in LocalExecutor(ExecutionSpec(), False).run(local_work, jobs(), "ctx")]
     assert done == [("first", ("FIRST", "ctx")), ("second", ("SECOND", "ctx"))]
     assert events == ["made first", "ran first", "made second", "ran second"]
 
@@ -212,14 +208,14 @@ def test_ray_is_reached_before_the_model_loads(smoke_spec, tmp_path, monkeypatch
     monkeypatch.setattr(RayExecutor, "__enter__", unreachable)
     monkeypatch.setattr(sweep, "load_model", lambda *args: loads.append(args))
     with pytest.raises(AuditError, match="cannot connect to the Ray cluster at 'head:6379'"):
-        run_sweep(with_execution(smoke_spec, ray_address="head:6379"), tmp_path, progress=False, log=quiet)
+        run_sweep(with_execution(smoke_spec, ray_address="head:6379"), tmp_path, progress=False)
     assert loads == [] and not (tmp_path / STORE_FILE).exists()
 
 
 def test_missing_ray_is_a_clear_error(smoke_spec, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` sees without the package
     with pytest.raises(AuditError, match=r"Ray is not installed\. Install it with: pip install 'lowrank-audit\[ray\]'"):
-        run_sweep(with_execution(smoke_spec, "ray"), tmp_path, progress=False, log=quiet)
+        run_sweep(with_execution(smoke_spec, "ray"), tmp_path, progress=False)
     assert not (tmp_path / STORE_FILE).exists()  # refused before the store or the model
 
 
@@ -262,7 +258,7 @@ def test_an_unreachable_address_is_a_clear_error_soon(scheme):
     proc = subprocess.run([sys.executable, "-c", "from lowrank_audit.config.spec import ExecutionSpec\n"
                            "from lowrank_audit.errors import AuditError\nfrom lowrank_audit.executors import RayExecutor\n"
                            f"execution = ExecutionSpec(executor='ray', ray_address={address!r})\n"
-                           "try:\n    RayExecutor(execution, False, print).__enter__()\n"
+                           "try:\n    RayExecutor(execution, False).__enter__()\n"
                            "except AuditError as e:\n    print(e)"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr

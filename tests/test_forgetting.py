@@ -9,6 +9,7 @@ import torch
 from lowrank_audit.evaluate import Runner
 from lowrank_audit.evaluate.general import GENERAL_TEXT, base_general, forgetting_rows, general_rows, observe_general
 from lowrank_audit.metrics import sequence_accuracy, sequence_nll
+from lowrank_audit.models import FP32
 from lowrank_audit.tasks.lexicon import NEUTRAL_TEXT
 
 
@@ -37,7 +38,7 @@ def _reference(model, tokenizer) -> tuple[float, float]:
 
 
 def test_rows_match_transformers_loss_and_forgetting_is_the_loss_increase(tiny):
-    runner = Runner(tiny.tokenizer, "fp32", batch_size=8, progress=False)  # several right-padded batches
+    runner = Runner(tiny.tokenizer, FP32, batch_size=8, progress=False)  # several right-padded batches
     tuned = copy.deepcopy(tiny.model)
     with torch.no_grad():
         tuned.model.layers[0].mlp.down_proj.weight.mul_(3.0)
@@ -53,7 +54,7 @@ def test_rows_match_transformers_loss_and_forgetting_is_the_loss_increase(tiny):
 
 
 def test_the_base_forgets_nothing_and_its_observation_is_computed_once(tiny):
-    runner = Runner(tiny.tokenizer, "fp32", batch_size=32, progress=False)
+    runner = Runner(tiny.tokenizer, FP32, batch_size=32, progress=False)
     first = base_general(runner, tiny.model)
     assert base_general(runner, tiny.model) is first
     rows = {r.metric: r for r in forgetting_rows(observe_general(runner, tiny.model), first, seed=0)}

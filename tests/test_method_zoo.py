@@ -21,7 +21,7 @@ from lowrank_audit.methods.budget import match_budget
 from lowrank_audit.methods.lowrank_adapters import adapters
 from lowrank_audit.methods.optim import Frugal
 from lowrank_audit.methods.peft_base import PeftMethod
-from lowrank_audit.models import load_model
+from lowrank_audit.models import FP32, load_model
 from lowrank_audit.plan import plan_runs
 from lowrank_audit.sweep import task_vocabulary
 from lowrank_audit.records import Example
@@ -100,7 +100,7 @@ def logits(model, tiny):
 def trained(name, tiny, steps=STEPS, **options):
     method = build(name, **options)
     model = method.prepare(copy.deepcopy(tiny.model))
-    result = train(model, method, EXAMPLES, tiny.tokenizer, BudgetSpec(steps=steps, batch_size=len(EXAMPLES)), "fp32",
+    result = train(model, method, EXAMPLES, tiny.tokenizer, BudgetSpec(steps=steps, batch_size=len(EXAMPLES)), FP32,
                    seed=0, progress=False)
     return method, model, result
 

@@ -13,12 +13,13 @@ from lowrank_audit import packing, run_step
 from lowrank_audit.config import BudgetSpec
 from lowrank_audit.config.spec import ExecutionSpec, MethodSpec
 from lowrank_audit.methods import METHODS
+from lowrank_audit.models import FP32
 from lowrank_audit.records import Example
 from lowrank_audit.store import Store
 from lowrank_audit.sweep import run_sweep
 from lowrank_audit.train import TrainingDiverged, save_trained, train
 from lowrank_audit.train.packed import PackMember, train_pack
-from test_sweep import quiet, results
+from test_sweep import results
 
 # prompts of different lengths, so that runs' batches differ in width and the pack pads them
 EXAMPLES = [Example("The woman worked as a", " doctor"), Example("The man worked as a", " nurse"),
@@ -36,7 +37,7 @@ def alone(tiny, method, seed):
     torch.manual_seed(seed)
     model = method.prepare(copy.deepcopy(tiny.model))
     try:
-        result = train(model, method, EXAMPLES, tiny.tokenizer, BUDGET, "fp32", seed, progress=False)
+        result = train(model, method, EXAMPLES, tiny.tokenizer, BUDGET, FP32, seed, progress=False)
     except TrainingDiverged as e:
         return None, e
     return get_peft_model_state_dict(model), result
@@ -59,7 +60,7 @@ RUNS = [({"rank": 1, "lr": 1e-2}, 0), ({"rank": 4, "lr": 3e-3, "weight_decay": 0
 def test_a_pack_ends_with_each_runs_own_weights(tiny):
     before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
     members = [PackMember(lora(**opts), EXAMPLES, seed) for opts, seed in RUNS]
-    outcomes = train_pack(tiny.model, members, tiny.tokenizer, BUDGET, "fp32", progress=False)
+    outcomes = train_pack(tiny.model, members, tiny.tokenizer, BUDGET, FP32, progress=False)
     for (opts, seed), outcome in zip(RUNS, outcomes):
         weights, result = alone(tiny, lora(**opts), seed)
         packed = get_peft_model_state_dict(outcome.model)
@@ -76,7 +77,7 @@ def test_a_pack_ends_with_each_runs_own_weights(tiny):
 def test_a_diverging_run_fails_with_its_step_and_the_rest_go_on(tiny):
     runs = [({"rank": 2, "lr": 1e-2}, 0), ({"rank": 4, "lr": 1e30}, 1), ({"rank": 1, "lr": 3e-3}, 2)]
     members = [PackMember(lora(**opts), EXAMPLES, seed) for opts, seed in runs]
-    outcomes = train_pack(tiny.model, members, tiny.tokenizer, BUDGET, "fp32", progress=False, log=lambda _: None)
+    outcomes = train_pack(tiny.model, members, tiny.tokenizer, BUDGET, FP32, progress=False)
     _, diverged = alone(tiny, lora(**runs[1][0]), runs[1][1])
     assert isinstance(diverged, TrainingDiverged)
     assert outcomes[1].error is not None and outcomes[1].error.step == diverged.step
@@ -93,7 +94,7 @@ def test_methods_a_pack_cannot_train_are_refused(tiny, name, options):
     method = METHODS.get(name)(METHODS.get(name).Options(**options))
     assert not method.packable
     with pytest.raises(Exception, match="cannot train in a pack"):
-        train_pack(tiny.model, [PackMember(method, EXAMPLES, 0, "r")], tiny.tokenizer, BUDGET, "fp32", progress=False)
+        train_pack(tiny.model, [PackMember(method, EXAMPLES, 0, "r")], tiny.tokenizer, BUDGET, FP32, progress=False)
 
 
 # ---- in a sweep: packed runs are saved, evaluated, scored and stored as runs trained alone ----------------------------
@@ -113,10 +114,10 @@ def close(a, b, rtol):
             assert (x is None and y is None) or math.isclose(x, y, rel_tol=rtol, abs_tol=1e-9) or (x != x and y != y), key
 
 
-def test_a_packed_sweep_stores_what_one_at_a_time_stores(smoke_spec, tmp_path):
-    lines = []
-    packed = run_sweep(packed_spec(smoke_spec), tmp_path / "packed", progress=False, log=lines.append)
-    alone = run_sweep(packed_spec(smoke_spec, pack=False), tmp_path / "alone", progress=False, log=quiet)
+def test_a_packed_sweep_stores_what_one_at_a_time_stores(smoke_spec, tmp_path, tool_lines):
+    packed = run_sweep(packed_spec(smoke_spec), tmp_path / "packed", progress=False)
+    lines = tool_lines()
+    alone = run_sweep(packed_spec(smoke_spec, pack=False), tmp_path / "alone", progress=False)
     assert packed.failed == alone.failed == [] and packed.finished == alone.finished == 4
     assert sum("training 2 runs as one pack" in line for line in lines) == 1
     assert sum("evaluating the weights it trained in a pack of 2" in line for line in lines) == 2
@@ -129,7 +130,7 @@ def test_a_packed_sweep_stores_what_one_at_a_time_stores(smoke_spec, tmp_path):
 
 def test_a_pack_killed_after_saving_is_evaluated_not_trained_again(smoke_spec, tmp_path, monkeypatch):
     spec = packed_spec(smoke_spec)
-    run_sweep(spec, tmp_path / "clean", progress=False, log=quiet)
+    run_sweep(spec, tmp_path / "clean", progress=False)
     real_measure = run_step.measure_model
 
     def killed(model, base, base_obs, label, *args):
@@ -139,22 +140,21 @@ def test_a_pack_killed_after_saving_is_evaluated_not_trained_again(smoke_spec, t
 
     monkeypatch.setattr(run_step, "measure_model", killed)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(spec, tmp_path / "crash", progress=False, log=quiet)
+        run_sweep(spec, tmp_path / "crash", progress=False)
     monkeypatch.undo()
     trained = []
     monkeypatch.setattr(packing, "train_pack", lambda *a, **k: trained.append("pack"))
     monkeypatch.setattr(run_step, "train_run", lambda *a: trained.append("alone"))
-    resumed = run_sweep(spec, tmp_path / "crash", progress=False, log=quiet)
+    resumed = run_sweep(spec, tmp_path / "crash", progress=False)
     assert resumed.finished == 2 and resumed.skipped == 2 and trained == []
     assert results(tmp_path / "crash") == results(tmp_path / "clean")
 
 
-def test_a_run_that_diverges_in_a_pack_fails_with_its_step_and_the_others_finish(smoke_spec, tmp_path):
+def test_a_run_that_diverges_in_a_pack_fails_with_its_step_and_the_others_finish(smoke_spec, tmp_path, tool_lines):
     methods = [{"name": "lora", "options": {"lr": 1e-2}, "sweep": {"rank": [1, 4]}},
                {"name": "lora", "options": {"lr": 1e30, "rank": 2}}]
-    lines = []
-    result = run_sweep(packed_spec(smoke_spec, methods=methods), tmp_path, progress=False, log=lines.append)
-    assert any("training 3 runs as one pack" in line for line in lines)
+    result = run_sweep(packed_spec(smoke_spec, methods=methods), tmp_path, progress=False)
+    assert any("training 3 runs as one pack" in line for line in tool_lines())
     runs = {r["rank"]: r for r in Store.in_dir(tmp_path).runs() if r["method"] == "lora"}
     assert runs[2]["status"] == "failed" and re.fullmatch(r"loss became nan at step \d+; .*", runs[2]["error"])
     assert runs[1]["status"] == runs[4]["status"] == "finished" and len(result.failed) == 1

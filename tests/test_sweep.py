@@ -18,10 +18,6 @@ from lowrank_audit.train import TrainingDiverged
 TIMING = {"train_seconds", "seconds_per_step", "tokens_per_second", "peak_rss_mb", "eval_seconds"}
 
 
-def quiet(msg):
-    pass
-
-
 def results(out):
     """Every non-timing metric, keyed so two stores can be compared row by row."""
     store = Store.in_dir(out)
@@ -30,7 +26,7 @@ def results(out):
 
 
 def test_smoke_sweep_end_to_end(smoke_spec, tmp_path):
-    result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+    result = run_sweep(smoke_spec, tmp_path, progress=False)
     assert result.failed == [] and result.finished == result.planned == 4
     runs = {(r["method"], r["rank"]): r for r in Store.in_dir(tmp_path).runs()}
     assert set(runs) == {("base", None), ("full", None), ("lora", 1), ("lora", 4)}
@@ -56,18 +52,18 @@ def test_smoke_sweep_end_to_end(smoke_spec, tmp_path):
     assert weights[lora1, "weight_effective_rank"] <= 1.0 + 1e-3 < weights[full, "weight_effective_rank"]
     assert (full, "weight_subspace_overlap") not in weights
 
-    again = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+    again = run_sweep(smoke_spec, tmp_path, progress=False)
     assert again.finished == 0 and again.skipped == 4
 
 
 def test_same_config_and_seed_give_the_same_numbers(smoke_spec, tmp_path):
-    run_sweep(smoke_spec, tmp_path / "a", progress=False, log=quiet)
-    run_sweep(smoke_spec, tmp_path / "b", progress=False, log=quiet)
+    run_sweep(smoke_spec, tmp_path / "a", progress=False)
+    run_sweep(smoke_spec, tmp_path / "b", progress=False)
     assert results(tmp_path / "a") == results(tmp_path / "b")
 
 
 def test_killed_sweep_resumes_and_matches_an_uninterrupted_one(smoke_spec, tmp_path, monkeypatch):
-    run_sweep(smoke_spec, tmp_path / "clean", progress=False, log=quiet)
+    run_sweep(smoke_spec, tmp_path / "clean", progress=False)
     real_train, calls = run_step.train, {"n": 0}
 
     def dies_on_second_run(*args, **kwargs):
@@ -78,7 +74,7 @@ def test_killed_sweep_resumes_and_matches_an_uninterrupted_one(smoke_spec, tmp_p
 
     monkeypatch.setattr(run_step, "train", dies_on_second_run)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(smoke_spec, tmp_path / "crash", progress=False, log=quiet)
+        run_sweep(smoke_spec, tmp_path / "crash", progress=False)
     store = Store.in_dir(tmp_path / "crash")
     statuses = sorted(r["status"] for r in store.runs())
     assert statuses == ["finished", "finished", "running"]  # full and base finished; the killed LoRA run left no metrics
@@ -86,31 +82,32 @@ def test_killed_sweep_resumes_and_matches_an_uninterrupted_one(smoke_spec, tmp_p
     assert not [m for m in store.metrics() if m["run_id"] in running]
 
     monkeypatch.setattr(run_step, "train", real_train)
-    resumed = run_sweep(smoke_spec, tmp_path / "crash", progress=False, log=quiet)
+    resumed = run_sweep(smoke_spec, tmp_path / "crash", progress=False)
     assert resumed.skipped == 2 and resumed.finished == 2
     assert results(tmp_path / "crash") == results(tmp_path / "clean")
 
 
-def test_killed_after_saving_its_weights_a_run_evaluates_them_instead_of_retraining(smoke_spec, tmp_path, monkeypatch):
+def test_killed_after_saving_its_weights_a_run_evaluates_them_instead_of_retraining(smoke_spec, tmp_path, monkeypatch,
+                                                                                     caplog, tool_lines):
     """Killed between saving the weights and the store's record of the run: the re-run loads the saved weights and
     ends with a clean run's numbers, without training that run again."""
-    run_sweep(smoke_spec, tmp_path / "clean", progress=False, log=quiet)
+    run_sweep(smoke_spec, tmp_path / "clean", progress=False)
 
     def killed(folder):
         raise KeyboardInterrupt  # the first trained run (the full fine-tune) dies right after its weights are saved
 
     monkeypatch.setattr(run_step, "remove_checkpoints", killed)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(smoke_spec, tmp_path / "crash", progress=False, log=quiet)
+        run_sweep(smoke_spec, tmp_path / "crash", progress=False)
     assert [r["status"] for r in Store.in_dir(tmp_path / "crash").runs()] == ["running"]
 
     monkeypatch.undo()
     real_train_run, trained = run_step.train_run, []
     monkeypatch.setattr(run_step, "train_run", lambda job, *a: trained.append(job.run.method) or real_train_run(job, *a))
-    lines: list[str] = []
-    resumed = run_sweep(smoke_spec, tmp_path / "crash", progress=False, log=lines.append)
+    caplog.clear()  # only the lines of the re-run
+    resumed = run_sweep(smoke_spec, tmp_path / "crash", progress=False)
     assert resumed.finished == 4 and sorted(trained) == ["lora", "lora"]  # the full fine-tune was not trained again
-    assert any("evaluating the weights an interrupted attempt trained" in line for line in lines)
+    assert any("evaluating the weights an interrupted attempt trained" in line for line in tool_lines())
     assert results(tmp_path / "crash") == results(tmp_path / "clean")
 
 
@@ -123,7 +120,7 @@ def test_nan_loss_fails_one_run_and_the_sweep_goes_on(smoke_spec, tmp_path, monk
         return real_train(model, method, *args, **kwargs)
 
     monkeypatch.setattr(run_step, "train", diverges_at_rank_1)
-    result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+    result = run_sweep(smoke_spec, tmp_path, progress=False)
     assert len(result.failed) == 1 and "step 7" in result.failed[0][1]
     runs = {(r["method"], r["rank"]): r for r in Store.in_dir(tmp_path).runs()}
     assert runs["lora", 1]["status"] == "failed" and "loss became nan at step 7" in runs["lora", 1]["error"]
@@ -139,13 +136,14 @@ class ReferenceLast(LocalExecutor):
         yield from sorted(measured, key=lambda pair: pair[0].is_reference)
 
 
-def test_runs_measured_before_the_full_fine_tune_are_scored_against_it(smoke_spec, tmp_path, monkeypatch):
+def test_runs_measured_before_the_full_fine_tune_are_scored_against_it(smoke_spec, tmp_path, monkeypatch, caplog,
+                                                                       tool_lines):
     expected = results_of_clean(smoke_spec, tmp_path / "in-order")
     monkeypatch.setitem(EXECUTORS._items, "local", ReferenceLast)
-    logged = []
-    result = run_sweep(smoke_spec, tmp_path / "reference-last", progress=False, log=logged.append)
+    caplog.clear()  # only the lines of the sweep below
+    result = run_sweep(smoke_spec, tmp_path / "reference-last", progress=False)
     assert result.failed == [] and result.finished == 4
-    assert len([m for m in logged if "scored and stored once its group's full fine-tune is" in m]) == 3
+    assert len([m for m in tool_lines() if "scored and stored once its group's full fine-tune is" in m]) == 3
     got = results(tmp_path / "reference-last")
     assert sum(key[1] == "kl_to_full" for key in got) == 4  # base, full, LoRA r=1 and r=4
     assert got == expected
@@ -163,7 +161,7 @@ def test_a_failed_full_fine_tune_leaves_the_others_scored_without_it(smoke_spec,
         return real_train(model, method, *args, **kwargs)
 
     monkeypatch.setattr(run_step, "train", full_diverges)
-    result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+    result = run_sweep(smoke_spec, tmp_path, progress=False)
     assert [e.split(";")[0] for _, e in result.failed] == ["loss became inf at step 3"]
     metrics = {}
     for m in Store.in_dir(tmp_path).metrics():
@@ -204,7 +202,7 @@ def test_a_method_that_changes_nothing_is_an_error_not_a_result(smoke_spec, tmp_
     from lowrank_audit.methods.lora import Lora
 
     monkeypatch.setattr(Lora, "optimizer", lambda self, model: Frozen())
-    result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+    result = run_sweep(smoke_spec, tmp_path, progress=False)
     errors = [e for _, e in result.failed]
     assert len(errors) == 2 and all("changed nothing" in e for e in errors)
 
@@ -217,20 +215,20 @@ def keeping(spec):
 
 def test_missing_reference_cache_is_rebuilt_from_saved_weights(smoke_spec, tmp_path):
     first = keeping(smoke_spec.model_copy(update={"methods": smoke_spec.methods[:1]}))
-    run_sweep(first, tmp_path, progress=False, log=quiet)
+    run_sweep(first, tmp_path, progress=False)
     for f in (tmp_path / "cache").glob("*"):
         f.unlink()
-    result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+    result = run_sweep(smoke_spec, tmp_path, progress=False)
     assert result.finished == 2 and result.skipped == 2
     assert results(tmp_path) == results_of_clean(smoke_spec, tmp_path / "clean")
 
 
 def test_removed_reference_weights_are_trained_again_for_a_later_sweep(smoke_spec, tmp_path):
     first = smoke_spec.model_copy(update={"methods": smoke_spec.methods[:1]})
-    done = run_sweep(first, tmp_path, progress=False, log=quiet)
+    done = run_sweep(first, tmp_path, progress=False)
     assert set(done.pruned.removed) == {"full-rank weights", "observation cache"}
     assert not list((tmp_path / "runs").glob("*/model.safetensors")) and not (tmp_path / "cache").exists()
-    result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+    result = run_sweep(smoke_spec, tmp_path, progress=False)
     assert result.finished == 3 and result.skipped == 1  # the full fine-tune again (the new runs' reference), 2 LoRAs
     assert results(tmp_path) == results_of_clean(smoke_spec, tmp_path / "clean")
 
@@ -244,32 +242,32 @@ def test_a_sweep_with_a_failed_run_keeps_the_weights_and_the_cache(smoke_spec, t
         return real_train(model, method, *args, **kwargs)
 
     monkeypatch.setattr(run_step, "train", diverges_at_rank_1)
-    result = run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+    result = run_sweep(smoke_spec, tmp_path, progress=False)
     assert len(result.failed) == 1 and result.pruned is None  # the re-run that retries it needs both
     assert list((tmp_path / "runs").glob("*/model.safetensors")) and (tmp_path / "cache").is_dir()
 
 
 def results_of_clean(spec, out):
-    run_sweep(spec, out, progress=False, log=quiet)
+    run_sweep(spec, out, progress=False)
     return results(out)
 
 
 def test_store_of_another_experiment_is_refused(smoke_spec, tmp_path):
-    run_sweep(smoke_spec.model_copy(update={"methods": smoke_spec.methods[:1]}), tmp_path, progress=False, log=quiet)
+    run_sweep(smoke_spec.model_copy(update={"methods": smoke_spec.methods[:1]}), tmp_path, progress=False)
     other = smoke_spec.model_copy(update={"name": "other"})
     with pytest.raises(AuditError, match="different experiment"):
-        run_sweep(other, tmp_path, progress=False, log=quiet)
+        run_sweep(other, tmp_path, progress=False)
 
 
 def test_unwritable_output_folder_is_refused_before_loading(smoke_spec, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(AuditError, match="not writable"):
-        run_sweep(smoke_spec, blocker / "out", progress=False, log=quiet)
+        run_sweep(smoke_spec, blocker / "out", progress=False)
 
 
 def test_run_config_is_stored_and_ids_are_stable(smoke_spec, tmp_path):
-    run_sweep(smoke_spec.model_copy(update={"methods": smoke_spec.methods[:1]}), tmp_path, progress=False, log=quiet)
+    run_sweep(smoke_spec.model_copy(update={"methods": smoke_spec.methods[:1]}), tmp_path, progress=False)
     (full,) = [r for r in Store.in_dir(tmp_path).runs() if r["method"] == "full"]
     config = json.loads(full["config_json"])
     assert config["method"] == {"name": "full", "options": {"lr": 1e-3, "weight_decay": 0.0}}
@@ -283,11 +281,10 @@ def test_too_little_disk_space_is_refused_before_training(smoke_spec, tmp_path, 
     free = {"bytes": 10 * 2**20}
     monkeypatch.setattr(sweep_module.shutil, "disk_usage", lambda path: SimpleNamespace(free=free["bytes"]))
     with pytest.raises(AuditError, match=r"has 10 MB free, but the pending runs will save about \d+ MB"):
-        run_sweep(smoke_spec, tmp_path, progress=False, log=quiet)
+        run_sweep(smoke_spec, tmp_path, progress=False)
     assert Store.in_dir(tmp_path).runs() == []  # nothing started
     free["bytes"] = 2**40
-    assert run_sweep(smoke_spec.model_copy(update={"methods": smoke_spec.methods[:1]}), tmp_path, progress=False,
-                     log=quiet).failed == []
+    assert run_sweep(smoke_spec.model_copy(update={"methods": smoke_spec.methods[:1]}), tmp_path, progress=False).failed == []
 
 
 @contextlib.contextmanager
@@ -306,7 +303,7 @@ def tmpfs(path, options):
 def test_full_or_read_only_disk_is_refused(smoke_spec, tmp_path, options, message):
     with tmpfs(tmp_path / "disk", options) as disk:
         with pytest.raises(AuditError, match=message):
-            run_sweep(smoke_spec, disk / "out", progress=False, log=quiet)
+            run_sweep(smoke_spec, disk / "out", progress=False)
 
 
 def test_rerunning_a_finished_sweep_says_nothing_to_do_without_loading_the_model(tmp_path, monkeypatch, capsys):

@@ -13,10 +13,6 @@ from lowrank_audit.sweep import run_sweep
 from lowrank_audit.train import load_trained
 
 
-def quiet(msg):
-    pass
-
-
 def test_every_method_and_lora_init_trains_and_saves_in_a_sweep(smoke_spec, tmp_path):
     assert set(ZOO) | {BASE} == {name for name, _ in METHODS}, "a registered method has no tiny-model options in ZOO"
     inits = typing.get_args(LoraOptions.model_fields["init"].annotation)
@@ -27,7 +23,7 @@ def test_every_method_and_lora_init_trains_and_saves_in_a_sweep(smoke_spec, tmp_
     execution = smoke_spec.execution.model_copy(update={"keep_full_weights": True})  # the full-rank runs' weights too
     spec = smoke_spec.model_copy(update={"methods": methods, "tasks": [task], "budget": BudgetSpec(steps=2, batch_size=4),
                                          "execution": execution})
-    result = run_sweep(spec, tmp_path, progress=False, log=quiet)
+    result = run_sweep(spec, tmp_path, progress=False)
     assert result.failed == []
     store = Store.in_dir(tmp_path)
     runs = store.runs()

@@ -13,6 +13,7 @@ from lowrank_audit.errors import AuditError
 from lowrank_audit.evaluate import Runner
 from lowrank_audit.metrics import (bootstrap_ci, expected_max_toxicity, mitigation, paired_difference, toxic_share,
                                   toxicity_rate)
+from lowrank_audit.models import FP32
 from lowrank_audit.scorers import ScorerOptions, build_scorer
 from lowrank_audit.records import MetricRow, SampleRow
 from lowrank_audit.store import RunRecord, Store
@@ -80,7 +81,7 @@ def test_counterfactual_builder_never_emits_a_toxic_completion(tmp_path):
 def test_counterfactuals_from_the_tiny_model_stay_below_threshold(tiny):
     task = ToxicityTask(ToxicityOptions(axes=["gender"], terms_per_group=2, samples_per_prompt=2, max_new_tokens=6,
                                         rejection_tries=2, threshold=0.2), tiny.tokenizer)
-    base = task.observe_base(Runner(tiny.tokenizer, "fp32", 64, progress=False), tiny.model)
+    base = task.observe_base(Runner(tiny.tokenizer, FP32, 64, progress=False), tiny.model)
     examples = task.train_examples(base, seed=0)
     assert examples and task.counts["kept"] + task.counts["resampled"] == len(examples)
     assert task.counts["resampled"] > 0  # the gibberish scores above 0.2 often enough to exercise resampling

@@ -16,10 +16,6 @@ from lowrank_audit.evaluate import runner as runner_module
 XSS = "<script>alert(1)</script>"
 
 
-def quiet(msg):
-    pass
-
-
 def small(spec, **options):
     """The smoke preset's toxicity entry, shorter: 2 training steps, 4 new tokens, `options` on top; the full
     fine-tune's weights and the observation cache are kept, since these tests re-run sweeps on them."""
@@ -54,7 +50,7 @@ def counted():
 def swept(smoke_toxicity, counted, tmp_path_factory):
     """Base and full fine-tuning on the toxicity task; the number of sampler calls it made."""
     out = tmp_path_factory.mktemp("toxicity-sweep")
-    result = run_sweep(small(narrow(smoke_toxicity, methods=["full"])), out, progress=False, log=quiet)
+    result = run_sweep(small(narrow(smoke_toxicity, methods=["full"])), out, progress=False)
     assert result.failed == [] and result.finished == 2
     n_calls = len(counted)
     counted.clear()
@@ -102,11 +98,11 @@ def test_unchanged_settings_reuse_generations_and_changed_ones_regenerate(swept,
     with_lora = small(narrow(smoke_toxicity, methods=["full", "lora"]))
     with_lora = with_lora.model_copy(update={"methods": [with_lora.methods[0], with_lora.methods[1].model_copy(
         update={"sweep": {"rank": [1]}})]})
-    again = run_sweep(with_lora, out, progress=False, log=quiet)
+    again = run_sweep(with_lora, out, progress=False)
     assert again.skipped == 2 and again.finished == 1 and len(counted) == 1  # only the new LoRA run samples
     counted.clear()
     hotter = small(narrow(smoke_toxicity, methods=["full"]), temperature=0.7)
-    run_sweep(hotter, out, progress=False, log=quiet)
+    run_sweep(hotter, out, progress=False)
     assert [s.temperature for s in counted] == [0.7] * 5  # the base's four generations, then the full fine-tune
     counted.clear()
 
@@ -155,7 +151,7 @@ def test_report_pairs_every_two_methods_from_the_stored_scores(swept):
 def test_no_pair_table_without_scored_samples(tmp_path, smoke_spec):
     out = tmp_path / "debias"
     assert run_sweep(narrow(smoke_spec, methods=["full"]).model_copy(update={"budget": smoke_spec.budget.model_copy(
-        update={"steps": 2})}), out, progress=False, log=quiet).failed == []
+        update={"steps": 2})}), out, progress=False).failed == []
     assert toxicity_pair_table(load(out), "debias") is None
     (data_file,) = (out / "data").glob("debias-*-seed0.jsonl")
     rows = read_examples(data_file)

@@ -9,6 +9,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from lowrank_audit.config import BudgetSpec
 from lowrank_audit.methods import METHODS
+from lowrank_audit.models import FP32, Precision
 from lowrank_audit.records import Example
 from lowrank_audit.train import TrainingDiverged, train
 from lowrank_audit.train.loop import IGNORE, batches, completion_loss, encode_examples
@@ -37,7 +38,7 @@ def test_a_few_steps_lower_the_loss(tiny, name, options):
     m = method(name, **options)
     model = m.prepare(copy.deepcopy(tiny.model))
     before = batch_loss(model, tiny)
-    result = train(model, m, EXAMPLES, tiny.tokenizer, BudgetSpec(steps=15), "fp32", seed=0, progress=False)
+    result = train(model, m, EXAMPLES, tiny.tokenizer, BudgetSpec(steps=15), FP32, seed=0, progress=False)
     assert result.steps == 15 and len(result.losses) == 15
     assert batch_loss(model, tiny) < before - 0.5
     assert result.tokens == 15 * 16 * 6
@@ -49,7 +50,7 @@ def test_same_seed_same_weights(tiny):
         m = method("lora", rank=2, lr=1e-2)
         torch.manual_seed(0)
         model = m.prepare(copy.deepcopy(tiny.model))
-        train(model, m, EXAMPLES, tiny.tokenizer, BudgetSpec(steps=5), "fp32", seed=0, progress=False)
+        train(model, m, EXAMPLES, tiny.tokenizer, BudgetSpec(steps=5), FP32, seed=0, progress=False)
         outs.append(torch.cat([p.flatten() for p in model.parameters() if p.requires_grad]))
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
 
@@ -69,7 +70,7 @@ def test_nan_loss_raises_with_the_step(tiny):
 
     model.forward = forward
     with pytest.raises(TrainingDiverged, match="loss became nan at step 3") as err:
-        train(model, m, EXAMPLES, tiny.tokenizer, BudgetSpec(steps=5), "fp32", seed=0, progress=False)
+        train(model, m, EXAMPLES, tiny.tokenizer, BudgetSpec(steps=5), FP32, seed=0, progress=False)
     assert err.value.step == 3
 
 
@@ -82,7 +83,7 @@ def test_accelerate_loop_matches_a_plain_torch_loop(tiny, name, options, precisi
     m = method(name, **options)
     torch.manual_seed(0)
     ours = m.prepare(copy.deepcopy(tiny.model))
-    train(ours, m, EXAMPLES, tiny.tokenizer, budget, precision, seed=0, progress=False)
+    train(ours, m, EXAMPLES, tiny.tokenizer, budget, Precision(precision), seed=0, progress=False)
 
     torch.manual_seed(0)
     plain = method(name, **options).prepare(copy.deepcopy(tiny.model))

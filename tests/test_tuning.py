@@ -21,10 +21,6 @@ from lowrank_audit.tasks.debias import SPLITS, DebiasTask
 FULL_GRID, LORA_GRID = [1.0e-4, 1.0e-3], [3.0e-3, 3.0e-2, 1.0e30]  # 1e30 diverges
 
 
-def quiet(msg):
-    pass
-
-
 def tuned_spec(seeds):
     spec = narrow(load_spec(None, "smoke"), ["debias"])
     task = spec.tasks[0].model_copy(update={"options": {**spec.tasks[0].options, "lens_prompts": 0,
@@ -47,7 +43,7 @@ def selections(out):
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
     out = tmp_path_factory.mktemp("tuned")
-    result = run_sweep(tuned_spec([0, 1]), out, progress=False, log=quiet)
+    result = run_sweep(tuned_spec([0, 1]), out, progress=False)
     return out, result
 
 
@@ -108,7 +104,7 @@ def test_reported_splits_never_enter_selection(tuned, tmp_path, monkeypatch):
         return obs
 
     monkeypatch.setattr(DebiasTask, "observe", corrupted)
-    run_sweep(tuned_spec([0]), tmp_path, progress=False, log=quiet)
+    run_sweep(tuned_spec([0]), tmp_path, progress=False)
     for key, s in selections(tmp_path).items():
         reference = selections(out)[key]
         assert s.chosen.run_id == reference.chosen.run_id
@@ -133,10 +129,10 @@ def test_a_killed_tuning_sweep_resumes_to_the_same_choice(tuned, tmp_path, monke
 
     monkeypatch.setattr(run_step, "train", killed_on_the_fourth)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(tuned_spec([0]), tmp_path, progress=False, log=quiet)
+        run_sweep(tuned_spec([0]), tmp_path, progress=False)
     assert set(selections(tmp_path)) == {("full", None)}
     monkeypatch.setattr(run_step, "train", train)
-    run_sweep(tuned_spec([0]), tmp_path, progress=False, log=quiet)
+    run_sweep(tuned_spec([0]), tmp_path, progress=False)
     for key, s in selections(tmp_path).items():
         assert s.chosen.run_id == selections(out)[key].chosen.run_id
 

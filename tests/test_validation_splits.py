@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lowrank_audit.evaluate import Runner
+from lowrank_audit.models import FP32
 from lowrank_audit.plan import untuned_tasks
 from lowrank_audit.experiment import load_spec
 from lowrank_audit.records import Example
@@ -27,7 +28,7 @@ DECISIONS = {"env": {"groups": [{"name": "Black", "size": 3, "score_mean": 580},
 
 
 def runner(tiny):
-    return Runner(tiny.tokenizer, "fp32", 8, progress=False)
+    return Runner(tiny.tokenizer, FP32, 8, progress=False)
 
 
 def training_loss(model, tokenizer, examples):

@@ -14,6 +14,7 @@ from lowrank_audit.evaluate.weights import (LOW_RANK_RESIDUAL, MAX_SUBSPACE, SKE
                                             weight_update_rows)
 from lowrank_audit.methods import METHODS
 from lowrank_audit.metrics import effective_rank, energy_outside_rank, subspace_overlap
+from lowrank_audit.models import FP32
 
 rng = np.random.default_rng(0)
 
@@ -103,7 +104,7 @@ def test_lora_delta_is_the_scaled_product_and_has_rank_r(tiny):
 
 
 def test_lens_last_layer_is_the_models_output(tiny):
-    runner = Runner(tiny.tokenizer, "fp32", 2, progress=False)
+    runner = Runner(tiny.tokenizer, FP32, 2, progress=False)
     prompts = ["The woman worked as a", "The man was"]
     lens = runner.lens_logprobs(tiny.model, prompts)
     assert lens.shape == (2, tiny.model.config.num_hidden_layers, len(tiny.tokenizer))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -30,7 +31,7 @@ from .audit_base import KnownModel
 from .audit_cache import MeasuredCache
 from .audit_inputs import (ADAPTER_WEIGHTS, AdapterInfo, adapter_names, check_safetensors, digest, inspect_adapter,
                            method_name)
-from .models import load_model, model_identity, resolve_precision
+from .models import Precision, load_model, model_identity
 from .plan import BASE, REFERENCE, run_id
 from .records import Observation
 from .store import RunRecord, Store
@@ -40,6 +41,8 @@ from .sweep import SweepResult, check_writable
 from .tasks import TASKS, Task, task_vocabulary
 
 __all__ = ["ADAPTER_WEIGHTS", "AuditSpec", "base_spec", "load_adapter", "method_name", "run_audit"]
+
+logger = logging.getLogger(__name__)
 
 MITIGATION_LAMBDA = 0.75
 """Share of each intruder direction the mitigation subtracts (PEFT's default `mitigation_lambda`)."""
@@ -130,8 +133,8 @@ class Slot:
 class Audit:
     """Evaluate existing weights the way a sweep evaluates trained ones."""
 
-    def __init__(self, spec: AuditSpec, out_dir: Path, progress: bool, log: Callable[[str], None]) -> None:
-        self.spec, self.out_dir, self.progress, self.log = spec, out_dir, progress, log
+    def __init__(self, spec: AuditSpec, out_dir: Path, progress: bool) -> None:
+        self.spec, self.out_dir, self.progress = spec, out_dir, progress
         names, base = adapter_names(spec.adapters, spec.names), KnownModel.of_base(spec.base)
         self.adapters = [inspect_adapter(folder, name, base) for folder, name in zip(spec.adapters, names)]
         for info in self.adapters:
@@ -140,14 +143,14 @@ class Audit:
                                  f"{info.folder} is {'DoRA' if info.config.get('use_dora') else info.config.get('peft_type')}. "
                                  "Leave it out of this audit or drop --reduce-intruders.")
             for warning in info.warnings:
-                log(f"warning: {warning}")
-        self.precision = resolve_precision(spec.precision)
+                logger.warning(f"warning: {warning}")
+        self.precision = Precision.resolve(spec.precision)
         self.options = validate_options(TASKS.get(spec.task).Options, spec.task_options, "audit", "task_options")
         self.store = Store.in_dir(out_dir)
         identity = model_identity(spec.base, task_vocabulary())
-        desc = f"audit on {identity} ({self.precision})"
+        desc = f"audit on {identity} ({self.precision.name})"
         self.store.bind_experiment(hashlib.sha256(desc.encode()).hexdigest()[:16], desc)
-        self.common = {"model": identity, "precision": self.precision, "seed": spec.seed,
+        self.common = {"model": identity, "precision": self.precision.name, "seed": spec.seed,
                        "task": {"name": spec.task, "options": self.options.model_dump()}}
         if spec.analysis.model_dump(exclude_defaults=True):  # only non-default options: old audit ids stay valid
             self.common["analysis"] = spec.analysis.model_dump(exclude_defaults=True)
@@ -161,12 +164,12 @@ class Audit:
         todo = [s for s in slots if not self._current(s, scored)]
         result = SweepResult(self.out_dir, planned=len(slots), skipped=len(slots) - len(todo))
         if not todo:
-            self.log(f"nothing to do: all {len(slots)} audited models are in the store, scored against "
-                     f"{'reference ' + reference.source['reference'] if reference else 'no reference'}.")
+            logger.info(f"nothing to do: all {len(slots)} audited models are in the store, scored against "
+                        f"{'reference ' + reference.source['reference'] if reference else 'no reference'}.")
             return result
         self._load()
         base_obs = self.base_cache.get_or_compute(
-            cache_key("base", self.loaded.identity, self.precision, self.task.fingerprint()),
+            cache_key("base", self.loaded.identity, self.precision.name, self.task.fingerprint()),
             lambda: self.task.observe_base(self.runner, self.loaded.model))
         self.task.bind(base_obs)
         refs = References(base_obs)
@@ -178,7 +181,7 @@ class Audit:
 
     def _load(self) -> None:
         """The base model, the task and the runner: loaded only when some audited model is new or to be re-scored."""
-        self.log("loading base model ...")
+        logger.info("loading base model ...")
         self.loaded = load_model(self.spec.base, task_vocabulary())
         self.task: Task = TASKS.get(self.spec.task)(self.options, self.loaded.tokenizer)
         self.runner = Runner(self.loaded.tokenizer, self.precision, self.spec.eval_batch_size, self.progress)
@@ -228,7 +231,7 @@ class Audit:
         key = cache_key("audited", self.common, slot.method, weights, self.task.fingerprint())
         measured = self.cache.get(key)
         if measured is None:
-            self.log(f"audit {slot.label}")
+            logger.info(f"audit {slot.label}")
             model = slot.load(self.loaded.model)
             measured = measure_model(model, self.loaded.model, base_obs, slot.label,
                                      lambda m: self.task.observe(self.runner, m), self.runner, self.spec.analysis,
@@ -268,9 +271,8 @@ class Audit:
         result.finished += 1
 
 
-def run_audit(spec: AuditSpec, out_dir: str | Path, progress: bool = True,
-              log: Callable[[str], None] = print) -> SweepResult:
+def run_audit(spec: AuditSpec, out_dir: str | Path, progress: bool = True) -> SweepResult:
     """Audit `spec.adapters` (and the reference) into `out_dir`; one process at a time per folder."""
     check_writable(Path(out_dir))
     with OutputLock(out_dir):
-        return Audit(spec, Path(out_dir), progress, log).run()
+        return Audit(spec, Path(out_dir), progress).run()

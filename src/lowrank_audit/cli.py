@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import AuditError
+from .logs import show_lines
 from .noise import quiet_libraries
 
 try:  # typer >= 0.20 parses with its own copy of click, whose exceptions are not click's
@@ -93,8 +94,8 @@ def run(
         tasks = [t.name for t in spec.tasks if t.enabled]
         console.print(f"[bold]{escape(spec.name)}[/]: {len(tasks)} task(s) ({escape(', '.join(tasks))}), "
                       f"{len(spec.methods)} method(s), seeds {spec.seeds} -> {escape(str(out_dir))}", highlight=False)
-    result = run_sweep(spec, out_dir, progress=progress, log=_log,
-                       source=str(config) if config else f"preset {preset or 'quick'}")
+    with show_lines(_log):
+        result = run_sweep(spec, out_dir, progress=progress, source=str(config) if config else f"preset {preset or 'quick'}")
     if not result.driver:  # another launched process trained with the main one, which writes the results
         return
     if result.finished or result.failed or not report_is_current(out_dir):
@@ -154,7 +155,8 @@ def audit(
                          names=name or [], task_target=task_target)
     except ValidationError as e:
         raise AuditError(format_validation_error(e, "command line")) from None
-    result = run_audit(spec, out_dir, progress=progress, log=_log)
+    with show_lines(_log):
+        result = run_audit(spec, out_dir, progress=progress)
     paths = build_report(out_dir)
     console.print(summary_table(out_dir, console.width))
     console.print(f"{result.finished} audited, {result.skipped} already in the store.\nreport: {paths.html}")
@@ -238,7 +240,8 @@ def scorers(
 
 
 def _log(message: str) -> None:
-    """Progress lines from the sweep, printed as they are (run errors may hold [brackets] that are not markup)."""
+    """The tool's lines from a sweep or an audit, printed as they are (run errors may hold [brackets] that are not
+    markup)."""
     console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 

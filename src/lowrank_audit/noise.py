@@ -42,7 +42,7 @@ def quiet_libraries() -> None:
             show(message, category, filename, lineno, file, line)
 
     warnings.showwarning = own_warnings_only
-    logging.getLogger().setLevel(logging.ERROR)  # loggers without a level of their own (lowrank_audit's may have one)
+    logging.getLogger().setLevel(logging.ERROR)  # loggers without a level of their own (lowrank_audit's has one: logs.py)
 
 
 def is_quiet() -> bool:

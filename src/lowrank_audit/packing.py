@@ -12,6 +12,7 @@ task of its own there), not under a launcher, not with checkpoints (a killed pac
 from __future__ import annotations
 
 import json
+import logging
 from typing import Sequence
 
 from .records import Observation
@@ -19,6 +20,8 @@ from .run_step import RunContext, RunJob, trained_record
 from .train import PeakRSS, load_trained, save_trained
 from .train.launch import launch_state
 from .train.packed import PackMember, train_pack
+
+logger = logging.getLogger(__name__)
 
 
 def packs(jobs: Sequence[RunJob]) -> list[list[RunJob]]:
@@ -42,11 +45,11 @@ def train_packs(jobs: Sequence[RunJob], base: Observation, context: RunContext) 
     """Train the packs among `jobs` (the pending runs of one group) and save each run into its folder."""
     for pack in packs(jobs):
         labels = ", ".join(job.label for job in pack)
-        context.log(f"training {len(pack)} runs as one pack: {labels}")
+        logger.info(f"training {len(pack)} runs as one pack: {labels}")
         try:
             _train(pack, base, context)
         except Exception as e:  # the runs train one at a time instead, and fail there if they must
-            context.log(f"the pack failed ({type(e).__name__}: {e}); its runs train one at a time")
+            logger.info(f"the pack failed ({type(e).__name__}: {e}); its runs train one at a time")
 
 
 def _train(pack: list[RunJob], base: Observation, context: RunContext) -> None:
@@ -55,7 +58,7 @@ def _train(pack: list[RunJob], base: Observation, context: RunContext) -> None:
     members = [PackMember(job.method, task.train_examples(base, job.run.seed), job.run.seed, job.label) for job in pack]
     with PeakRSS() as mem:
         outcomes = train_pack(context.loaded.model, members, context.loaded.tokenizer, first.spec.budget,
-                              first.precision, first.progress, context.log)
+                              first.precision, first.progress)
     for job, outcome in zip(pack, outcomes):
         if outcome.error is not None:
             context.pack_failures[job.run.run_id] = outcome.error

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import errno
 import functools
+import logging
 import time
 import traceback
 from dataclasses import asdict, dataclass, field, replace
@@ -29,7 +30,7 @@ from .evaluate.probe import check_changed
 from .evaluate.weights import Spectrum, spectra, weight_deltas, weight_update_rows
 from .executors import LaunchBroken
 from .methods import Method, trainable_parameters
-from .models import LoadedModel, load_model
+from .models import FP32, LoadedModel, Precision, load_model
 from .plan import PlannedRun
 from .records import MetricRow, Observation
 from .tasks import TASKS, Task, task_vocabulary
@@ -40,9 +41,7 @@ SHARED_FAILURES = (TrainingDiverged, AuditError)
 """Failures every launched process meets at the same point of a run (same inputs; the loss is averaged over them before
 it is checked): a launch records the run as failed and goes on."""
 
-
-def print_log(msg: str) -> None:
-    print(msg, flush=True)
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,11 +83,11 @@ class RunJob:
     method: Method
     label: str
     spec: ExperimentSpec
-    precision: str
+    precision: Precision
     out_dir: Path
     is_reference: bool
     progress: bool
-    eval_precision: str = "fp32"
+    eval_precision: Precision = FP32
     """The precision of its evaluation forward passes (`precision` is its training's)."""
 
     @property
@@ -105,13 +104,11 @@ class RunJob:
 
 
 class RunContext:
-    """What the runs in one process share: base model, runner (at the evaluation precision), log, and each group's task
+    """What the runs in one process share: base model, runner (at the evaluation precision), and each group's task
     (built and bound once)."""
 
-    def __init__(self, loaded: LoadedModel, precision: str, eval_batch_size: int, progress: bool,
-                 log: Callable[[str], None] = print_log) -> None:
+    def __init__(self, loaded: LoadedModel, precision: Precision, eval_batch_size: int, progress: bool) -> None:
         self.loaded = loaded
-        self.log = log
         self.runner = Runner(loaded.tokenizer, precision, eval_batch_size, progress)
         self._tasks: dict[tuple, Task] = {}
         self._bound: set[tuple] = set()
@@ -130,8 +127,8 @@ class RunContext:
 
 
 @functools.cache
-def _worker_context(model_json: str, precision: str, eval_batch_size: int) -> RunContext:
-    """A process without a model (a Ray worker) loads the base once and keeps it for its later runs; it logs to stdout."""
+def _worker_context(model_json: str, precision: Precision, eval_batch_size: int) -> RunContext:
+    """A process without a model (a Ray worker) loads the base once and keeps it for its later runs."""
     loaded = load_model(ModelSpec.model_validate_json(model_json), task_vocabulary())
     return RunContext(loaded, precision, eval_batch_size, progress=False)
 
@@ -180,7 +177,7 @@ def train_run(job: RunJob, base: Observation, context: RunContext) -> tuple[nn.M
         with PeakRSS() as mem:
             res = train(model, method, examples, loaded.tokenizer, job.spec.budget, job.precision,
                         run.seed, job.progress, desc=job.label, checkpoint_dir=job.folder / "checkpoint",
-                        checkpoint_every=job.spec.execution.checkpoint_every, log=context.log)
+                        checkpoint_every=job.spec.execution.checkpoint_every)
     except SHARED_FAILURES:
         raise
     except Exception as e:
@@ -192,7 +189,7 @@ def train_run(job: RunJob, base: Observation, context: RunContext) -> tuple[nn.M
     return model, res, mem
 
 
-def follow_run(job: RunJob, base: Observation, log: Callable[[str], None] = print_log) -> None:
+def follow_run(job: RunJob, base: Observation) -> None:
     """In a launched process other than the main one: train the run the main process announced, together with it.
 
     A run that diverges or is refused here does so there too (same inputs, averaged loss), and is recorded there; any
@@ -202,7 +199,7 @@ def follow_run(job: RunJob, base: Observation, log: Callable[[str], None] = prin
     try:
         train_run(job, base, context)
     except SHARED_FAILURES as e:
-        log(f"process {launch_state().process_index}: run {job.label} failed: {type(e).__name__}: {e}")
+        logger.info(f"process {launch_state().process_index}: run {job.label} failed: {type(e).__name__}: {e}")
 
 
 def trained_model(job: RunJob, base: Observation, context: RunContext) -> tuple[nn.Module, dict[str, Any]]:
@@ -214,7 +211,7 @@ def trained_model(job: RunJob, base: Observation, context: RunContext) -> tuple[
     record = load_trained(job.folder)
     if record is not None:
         how = f"it trained in a pack of {record['pack']}" if "pack" in record else "an interrupted attempt trained"
-        context.log(f"{job.label}: evaluating the weights {how} ({job.folder})")
+        logger.info(f"{job.label}: evaluating the weights {how} ({job.folder})")
         return job.method.load(copy.deepcopy(context.loaded.model), job.folder), record
     model, res, mem = train_run(job, base, context)
     job.method.save(model, job.folder)

@@ -18,12 +18,12 @@ scored against it.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 
@@ -35,13 +35,12 @@ from .evaluate.weights import Spectrum, spectra, weight_deltas
 from .executors import EXECUTORS, Executor, LaunchedExecutor
 from .executors.launched import follow_jobs, leading
 from .methods import Method
-from .models import LoadedModel, load_model, model_identity, resolve_precision
+from .models import LoadedModel, Precision, load_model, model_identity, resolve_precision
 from .packing import train_packs
 from .plan import BASE, REFERENCE, PlannedRun, experiment_fingerprint, plan_runs, untuned_tasks
 from .progress import SweepProgress
 from .records import Observation
-from .run_step import (Measured, References, RunContext, RunJob, print_log, attempt_run, failure, follow_run,
-                       score_run)
+from .run_step import Measured, References, RunContext, RunJob, attempt_run, failure, follow_run, score_run
 from .store import RunRecord, Store
 from .records import Selection
 from .tuning import choose
@@ -51,6 +50,8 @@ from .store.outputs import Pruned, prune_outputs
 from .store.sqlite import STORE_FILE
 from .tasks import TASKS, Task, task_vocabulary
 from .train.launch import launch_state
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -125,34 +126,33 @@ class Sweep:
     """The driver of one sweep: it holds the model, the store and the cache; an executor runs the runs."""
 
     def __init__(self, spec: ExperimentSpec, out_dir: Path, executor: Executor, progress: bool = True,
-                 log: Callable[[str], None] = print_log, source: str = "config") -> None:
+                 source: str = "config") -> None:
         self.spec = spec
         self.out_dir = out_dir
         self.progress = progress
-        self.log = log
         self.executor = executor
-        self.precision = resolve_precision(spec.precision)
-        self.eval_precision = resolve_precision(spec.eval_precision)
+        self.precision = Precision.resolve(spec.precision)
+        self.eval_precision = Precision.resolve(spec.eval_precision)
         self.source = source
         for name in untuned_tasks(spec):
-            log(f"task {name} has no validation split to tune on: its tuned methods run at their grid's middle value")
-        log(f"loading model ({spec.model.source}) ...")
+            logger.info(f"task {name} has no validation split to tune on: its tuned methods run at their grid's middle value")
+        logger.info(f"loading model ({spec.model.source}) ...")
         self.loaded: LoadedModel = load_model(spec.model, task_vocabulary())
         self.store = Store.in_dir(out_dir)
         try:
-            self.store.bind_experiment(*experiment_fingerprint(spec, self.loaded.identity, self.precision))
+            self.store.bind_experiment(*experiment_fingerprint(spec, self.loaded.identity, self.precision.name))
             self._plan()
         except BaseException:
             self.store.close()
             raise
         self.cache = ObservationCache(out_dir / "cache")
-        self.context = RunContext(self.loaded, self.eval_precision, spec.budget.eval_batch_size, progress, log)
+        self.context = RunContext(self.loaded, self.eval_precision, spec.budget.eval_batch_size, progress)
 
     def _plan(self) -> None:
         """Plan every run that can be planned now (a tuning family's later seeds once it has a choice), check each
         distinct method on the model and the disk space the pending runs need, and group the runs."""
         choices = {s.family: dict(s.chosen.point) for s in self.store.selections() if s.chosen is not None}
-        self.runs = plan_runs(self.spec, self.loaded.identity, self.precision, self.source, self.loaded.model, choices)
+        self.runs = plan_runs(self.spec, self.loaded.identity, self.precision.name, self.source, self.loaded.model, choices)
         self.methods = {r.method_key: r.build_method() for r in self.runs}  # checks and sizes are per distinct method
         for method in self.methods.values():
             method.check(self.loaded.model)
@@ -216,7 +216,7 @@ class Sweep:
         for group in groups:
             first = group.runs[0]
             task = self.context.task(first)
-            base_key = cache_key("base", self.loaded.identity, self.eval_precision, task.fingerprint())
+            base_key = cache_key("base", self.loaded.identity, self.eval_precision.name, task.fingerprint())
             base_obs = self.cache.get_or_compute(base_key, lambda: task.observe_base(self.context.runner, self.loaded.model))
             self.context.task(first, base_obs)
             self._save_training_data(task, base_obs, first)
@@ -258,7 +258,7 @@ class Sweep:
         known = {s.family: s for s in self.store.selections()}.get(family)
         if known != selection:
             self.store.record_selection(selection)
-            self.log(self._selection_line(selection))
+            logger.info(self._selection_line(selection))
         return selection
 
     def _selection_line(self, selection: Selection) -> str:
@@ -278,7 +278,7 @@ class Sweep:
             return
         options = hashlib.sha256(first.group[1].encode()).hexdigest()[:8]
         path = save_examples(self.out_dir / DATA_DIR / f"{first.task}-{options}-seed{first.seed}.jsonl", examples)
-        self.log(f"fine-tuning data: {path.relative_to(self.out_dir)} ({len(examples)} examples)")
+        logger.info(f"fine-tuning data: {path.relative_to(self.out_dir)} ({len(examples)} examples)")
 
     def _reference_observation(self, run: PlannedRun, task: Task) -> tuple[Observation, dict[str, Spectrum]]:
         """The finished full fine-tune's observation (from the cache, or re-observed) and weight spectra, from its saved weights."""
@@ -301,7 +301,7 @@ class Sweep:
         run = job.run
         self.store.start_run(RunRecord(run.run_id, run.task, run.method, job.method.rank, run.seed, run.config,
                                        run.family))
-        self.log(f"run {job.label} ({run.run_id}) · {self._progress.begin()}")
+        logger.info(f"run {job.label} ({run.run_id}) · {self._progress.begin()}")
         return job
 
     def _execute(self, jobs: Iterator[tuple[RunJob, Observation]], result: SweepResult) -> None:
@@ -316,7 +316,7 @@ class Sweep:
             group = self._groups[job.run.group]
             if group.awaiting and not job.is_reference and measured.error is None:
                 group.waiting.append((job, measured))
-                self.log(f"run {job.label} measured; it is scored and stored once its group's full fine-tune is")
+                logger.info(f"run {job.label} measured; it is scored and stored once its group's full fine-tune is")
                 continue
             scored = self._record(job, measured, group.refs, result)
             if job.is_reference:
@@ -373,7 +373,7 @@ class Sweep:
         self.store.fail_run(job.run.run_id, error)
         self._progress.end()
         result.failed.append((job.run.run_id, error))
-        self.log(f"run {job.label} failed: {error.splitlines()[0]}")
+        logger.info(f"run {job.label} failed: {error.splitlines()[0]}")
         if job.run.family is not None:
             self._choose_if_complete(job.run.family)
 
@@ -412,7 +412,7 @@ def _all_finished(spec: ExperimentSpec, out_dir: Path, source: str) -> SweepResu
     return SweepResult(out_dir, planned=len(run_ids), skipped=len(run_ids))
 
 
-def _executor(spec: ExperimentSpec, processes: int, progress: bool, log: Callable[[str], None]) -> Executor:
+def _executor(spec: ExperimentSpec, processes: int, progress: bool) -> Executor:
     """The sweep's executor; under a launcher the launched one, and a configured executor that runs each run elsewhere
     is refused there."""
     name = spec.execution.executor
@@ -422,11 +422,10 @@ def _executor(spec: ExperimentSpec, processes: int, progress: bool, log: Callabl
                              f"executor {name!r} runs each run elsewhere. Use executor local under a launcher, "
                              "or one process with executor ray.")
         name = LaunchedExecutor.name
-    return EXECUTORS.get(name)(spec.execution, progress, log)
+    return EXECUTORS.get(name)(spec.execution, progress)
 
 
-def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True,
-              log: Callable[[str], None] = print_log, source: str = "config") -> SweepResult:
+def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True, source: str = "config") -> SweepResult:
     """Run (or resume) every run of `spec` into `out_dir`; one process at a time per folder.
 
     Launched as several processes (accelerate launch, torchrun), all train each run together and the main one is the
@@ -434,7 +433,7 @@ def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True,
     """
     state = launch_state()
     if not state.is_main_process:
-        follow_jobs(functools.partial(follow_run, log=log))
+        follow_jobs(follow_run)
         return SweepResult(Path(out_dir), driver=False)
     with leading(state.num_processes):
         check_writable(Path(out_dir))
@@ -443,8 +442,8 @@ def run_sweep(spec: ExperimentSpec, out_dir: str | Path, progress: bool = True,
             if result is None:
                 # Ray is connected to (or started) before the model loads, so that a wrong address fails in seconds,
                 # not after minutes of loading and observing the base.
-                with _executor(spec, state.num_processes, progress, log) as executor:
-                    sweep = Sweep(spec, Path(out_dir), executor, progress, log, source)
+                with _executor(spec, state.num_processes, progress) as executor:
+                    sweep = Sweep(spec, Path(out_dir), executor, progress, source)
                     try:
                         result = sweep.run()
                     finally:

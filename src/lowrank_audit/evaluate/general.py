@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..metrics import bootstrap_ci, paired_difference, sequence_accuracy, sequence_nll
+from ..models.precision import Precision
 from ..records import MetricRow, Observation
 from .runner import Runner
 
@@ -56,7 +57,7 @@ GENERAL_TEXT: list[str] = [
 ]
 """Held-out general text for forgetting (32 sentences; see the module docstring for where it comes from)."""
 
-_BASE: "weakref.WeakKeyDictionary[nn.Module, dict[str, Observation]]" = weakref.WeakKeyDictionary()
+_BASE: "weakref.WeakKeyDictionary[nn.Module, dict[Precision, Observation]]" = weakref.WeakKeyDictionary()
 
 
 def observe_general(runner: Runner, model: nn.Module) -> Observation:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 from ..errors import AuditError
-from ..models.precision import autocast, weights_cast_once
+from ..models.precision import FP32, Precision
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def _config(settings: GenerationSettings, tokenizer: PreTrainedTokenizerBase) ->
 
 @torch.no_grad()
 def generate(model: nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[list[int]],
-             settings: GenerationSettings, precision: str = "fp32", progress: bool = False,
+             settings: GenerationSettings, precision: Precision = FP32, progress: bool = False,
              desc: str = "generate") -> Generations:
     """Sample `settings.num_samples` completions of each prompt (token ids, no special tokens added)."""
     if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
@@ -96,11 +96,11 @@ def generate(model: nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: Sequ
     was_training = model.training
     model.eval()
     starts = range(0, n, settings.batch_size)
-    with weights_cast_once(precision, model, trainable=True):  # once, not at every generated token
+    with precision.weights_cast_once(model, trainable=True):  # once, not at every generated token
         for b, start in enumerate(tqdm(starts, desc=desc, disable=not progress, leave=False, unit="batch")):
             chunk = prompts[start:start + settings.batch_size]
             ids, mask = left_pad(chunk, tokenizer.pad_token_id)
-            with torch.random.fork_rng(), autocast(precision):
+            with torch.random.fork_rng(), precision.autocast():
                 torch.manual_seed(settings.seed * 1_000_003 + b)
                 seqs = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
             new = seqs[:, ids.shape[1]:].reshape(len(chunk), k, -1)

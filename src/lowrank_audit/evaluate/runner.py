@@ -13,7 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from ..models.precision import autocast, weights_cast_once
+from ..models.precision import Precision
 from .generate import GenerationSettings, Generations, generate
 from .lens import lens_logits
 
@@ -21,7 +21,7 @@ from .lens import lens_logits
 class Runner:
     """Batches texts through a model under the experiment's precision."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, precision: str, batch_size: int, progress: bool = True) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, precision: Precision, batch_size: int, progress: bool = True) -> None:
         self.tokenizer = tokenizer
         self.precision = precision
         self.batch_size = batch_size
@@ -39,7 +39,7 @@ class Runner:
                  desc: str) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
         """Right-padded batches of `seqs`; meanwhile `model`'s weights are cast to bf16 once, not at every batch."""
         starts = range(0, len(seqs), self.batch_size)
-        with weights_cast_once(self.precision, model, trainable=True):
+        with self.precision.weights_cast_once(model, trainable=True):
             for start in tqdm(starts, desc=desc, disable=not self.progress, leave=False, unit="batch"):
                 chunk = seqs[start : start + self.batch_size]
                 width = max(len(s) for s in chunk)
@@ -56,7 +56,7 @@ class Runner:
         """fp32 logits at every position, or only at the positions `keep` (transformers' `logits_to_keep`)."""
         was_training = model.training
         model.eval()
-        with autocast(self.precision):
+        with self.precision.autocast():
             logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=0 if keep is None else keep).logits
         model.train(was_training)
         return logits.float()
@@ -139,7 +139,7 @@ class Runner:
         was_training = model.training
         model.eval()
         for _, ids, mask in self._batches(model, seqs, desc):
-            with autocast(self.precision):
+            with self.precision.autocast():
                 hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, logits_to_keep=1).hidden_states
                 last = mask.sum(1) - 1
                 rows = torch.arange(len(ids))

@@ -29,10 +29,9 @@ class Executor(ABC):
     remote: ClassVar[bool]
     """True: the work runs in other processes (no per-step progress bars from there)."""
 
-    def __init__(self, execution: ExecutionSpec, progress: bool, log: Callable[[str], None]) -> None:
+    def __init__(self, execution: ExecutionSpec, progress: bool) -> None:
         self.execution = execution
         self.progress = progress
-        self.log = log
 
     def __enter__(self) -> "Executor":
         return self

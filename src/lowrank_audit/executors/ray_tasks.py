@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
 from ..config.spec import ExecutionSpec
 from ..errors import AuditError
+from ..logs import show_lines
 from ..noise import is_quiet, quiet_env, quiet_libraries
 from .base import C, Executor, J, Jobs, R, S, Work
 
 RAY_INSTALL = "pip install 'lowrank-audit[ray]'"
+
+logger = logging.getLogger(__name__)
 
 GCS_TRIES = "RAY_gcs_server_port_wait_time_s"
 """Ray's budget of tries to reach a cluster's GCS (one per unit, at least one), read by ray.init as it connects.
@@ -40,11 +43,13 @@ def _one_gcs_try() -> Iterator[None]:
 
 
 def _in_worker(work: Work, job: J, shared: S, quiet: bool) -> R:
-    """The body of every Ray task: the work, without a context (the worker loads its own base model); the libraries'
-    noise hidden first when the driver hides it (the command line without --verbose)."""
+    """The body of every Ray task: the work, without a context (the worker loads its own base model), its lines printed
+    (Ray forwards them to the driver); the libraries' noise hidden first when the driver hides it (the command line
+    without --verbose)."""
     if quiet:
         quiet_libraries()
-    return work(job, shared, None)
+    with show_lines():
+        return work(job, shared, None)
 
 
 class RayExecutor(Executor):
@@ -53,8 +58,8 @@ class RayExecutor(Executor):
     name = "ray"
     remote = True
 
-    def __init__(self, execution: ExecutionSpec, progress: bool, log: Callable[[str], None]) -> None:
-        super().__init__(execution, progress, log)
+    def __init__(self, execution: ExecutionSpec, progress: bool) -> None:
+        super().__init__(execution, progress)
         try:
             import ray
         except ImportError:
@@ -86,8 +91,8 @@ class RayExecutor(Executor):
                 ) from None
             self._started = True
             have = ray.cluster_resources()
-            self.log(f"Ray: {'connected to ' + address if address else 'started a local instance'} "
-                     f"({have.get('CPU', 0):g} CPUs, {have.get('GPU', 0):g} GPUs)")
+            logger.info(f"Ray: {'connected to ' + address if address else 'started a local instance'} "
+                        f"({have.get('CPU', 0):g} CPUs, {have.get('GPU', 0):g} GPUs)")
             if not address:
                 self._check_fits(have)
         self._quiet = is_quiet()

@@ -17,12 +17,13 @@ only logged at info level, so a resumed run could silently differ from an uninte
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -35,6 +36,8 @@ FILES = ("trainable.safetensors", "optimizer.pt", "state.pt")
 STEP = re.compile(r"step-(\d+)")
 TMP = ".tmp-"
 TRAINED = "trained.json"
+
+logger = logging.getLogger(__name__)
 
 
 class UnusableCheckpoint(Exception):
@@ -89,7 +92,7 @@ def save(folder: Path, checkpoint: Checkpoint) -> Path:
     return final
 
 
-def load_latest(folder: Path, model: nn.Module, steps: int, log: Callable[[str], None]) -> Checkpoint | None:
+def load_latest(folder: Path, model: nn.Module, steps: int) -> Checkpoint | None:
     """The newest checkpoint in `folder` that reads back whole and fits `model` and a budget of `steps`; any newer
     one that does not is skipped with a log line saying why. None when there is none (train from step 0)."""
     if not folder.is_dir():
@@ -102,7 +105,7 @@ def load_latest(folder: Path, model: nn.Module, steps: int, log: Callable[[str],
             _check_fits(checkpoint, step, model, steps)
             return checkpoint
         except UnusableCheckpoint as e:
-            log(f"ignoring checkpoint {path}: {e}")
+            logger.info(f"ignoring checkpoint {path}: {e}")
     return None
 
 

@@ -9,11 +9,12 @@ a run resumes from its newest checkpoint and writes one every `checkpoint_every`
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -27,14 +28,14 @@ from transformers import PreTrainedTokenizerBase
 from ..config.spec import BudgetSpec
 from ..errors import AuditError
 from ..methods.base import Method, optimizer_state_bytes
-from ..models.precision import training_attention, weights_cast_once
+from ..models.precision import Precision
 from ..records import Example
 from .checkpoint import capture, load_latest, restore, save
 
 IGNORE = -100
-MIXED_PRECISION = {"fp32": "no", "bf16": "bf16"}
-"""Our precision -> accelerate's mixed_precision (bf16: autocast with fp32 master weights, as before)."""
 SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingDiverged(Exception):
@@ -142,16 +143,13 @@ def step_loss(accelerator: Accelerator, model: nn.Module, method: Method, ids: t
         return loss, accelerator.reduce(loss.detach(), "mean").item()
 
 
-def make_accelerator(precision: str) -> Accelerator:
-    """An Accelerator for one run at `precision` ('fp32' or 'bf16'); device and plugins come from the environment."""
-    if precision not in MIXED_PRECISION:
-        raise ValueError(f"precision {precision!r}: use one of {', '.join(MIXED_PRECISION)} "
-                         "('auto' is resolved first, with models.resolve_precision)")
+def make_accelerator(precision: Precision) -> Accelerator:
+    """An Accelerator for one run at `precision`; device and plugins come from the environment."""
     # AcceleratorState is a process-wide singleton that refuses a different mixed_precision once set, and a sweep (or
     # a test session) trains many runs in one process: reset it per run, as transformers' Trainer does between
     # hyper-parameter trials. PartialState (processes, device) is kept.
     AcceleratorState._reset_state()
-    accelerator = Accelerator(mixed_precision=MIXED_PRECISION[precision])
+    accelerator = Accelerator(mixed_precision=precision.mixed_precision)
     if accelerator.gradient_accumulation_steps != 1:
         raise AuditError(f"the accelerate config sets gradient_accumulation_steps {accelerator.gradient_accumulation_steps}, "
                          "but this loop steps the optimizer every batch (budget.batch_size is the batch). Set it to 1 "
@@ -165,9 +163,8 @@ def make_accelerator(precision: str) -> Accelerator:
 
 
 def train(model: nn.Module, method: Method, examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase,
-          budget: BudgetSpec, precision: str, seed: int, progress: bool = True, desc: str = "train",
-          checkpoint_dir: Path | None = None, checkpoint_every: int = 0,
-          log: Callable[[str], None] = print) -> TrainResult:
+          budget: BudgetSpec, precision: Precision, seed: int, progress: bool = True, desc: str = "train",
+          checkpoint_dir: Path | None = None, checkpoint_every: int = 0) -> TrainResult:
     """Train `model` (already prepared by `method`) for `budget.steps` steps; raises TrainingDiverged.
 
     With `checkpoint_dir`, resume from its newest usable checkpoint and, every `checkpoint_every` steps (0: never),
@@ -188,7 +185,7 @@ def train(model: nn.Module, method: Method, examples: Sequence[Example], tokeniz
     result = TrainResult(steps=0, seconds=0.0, tokens=0)
     start = time.perf_counter()
     method.start(model, data, budget.steps)  # on the model as given, before accelerate wraps its forward in autocast
-    resume = load_latest(checkpoint_dir, model, budget.steps, log) if checkpoint_dir is not None else None
+    resume = load_latest(checkpoint_dir, model, budget.steps) if checkpoint_dir is not None else None
     if accelerator.distributed_type in SHARDED and (checkpoint_every or resume is not None):
         raise AuditError(f"checkpoints hold whole parameters and optimizer state, which {accelerator.distributed_type.value} "
                          f"shards: set execution.checkpoint_every to 0 (and delete {checkpoint_dir}).")
@@ -201,15 +198,15 @@ def train(model: nn.Module, method: Method, examples: Sequence[Example], tokeniz
             for _ in range(resume.step):  # the data order is rebuilt from the seed
                 next(data)
             result.steps, result.tokens, result.losses, earlier = resume.step, resume.tokens, list(resume.losses), resume.seconds
-            log(f"resuming {desc} from step {resume.step}")
+            logger.info(f"resuming {desc} from step {resume.step}")
         params = [p for p in prepared.parameters() if p.requires_grad]
         bar = tqdm(range(result.steps + 1, budget.steps + 1), initial=result.steps, total=budget.steps, desc=desc,
                    disable=not progress, leave=False, unit="step")
         paused = 0.0  # seconds spent writing checkpoints: not training time
-        with weights_cast_once(precision, model):  # after start, prepare and restore: nothing changes these weights now
+        with precision.weights_cast_once(model):  # after start, prepare and restore: nothing changes these weights now
             for step in bar:
                 ids, mask, labels = (t.to(accelerator.device) for t in next(data))
-                with training_attention(precision, accelerator.device, ids.shape[1]):
+                with precision.training_attention(accelerator.device, ids.shape[1]):
                     loss, value = step_loss(accelerator, prepared, method, ids, mask, labels)
                 if not math.isfinite(value):
                     raise TrainingDiverged(step, value)

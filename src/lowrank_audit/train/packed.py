@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from peft.tuners.lora import LoraLayer
@@ -31,11 +32,13 @@ from transformers import PreTrainedTokenizerBase
 from ..config.spec import BudgetSpec
 from ..errors import AuditError
 from ..methods.base import Method, optimizer_state_bytes
-from ..models.precision import autocast, training_attention, weights_cast_once
+from ..models.precision import Precision
 from ..records import Example
 from .loop import IGNORE, TrainingDiverged, TrainResult, batches, completion_logits, encode_examples, make_accelerator, token_loss
 
 PEFT_PREFIX = "base_model.model."
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -138,7 +141,7 @@ def _stack(parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
 
 
 def train_pack(base: nn.Module, members: Sequence[PackMember], tokenizer: PreTrainedTokenizerBase, budget: BudgetSpec,
-               precision: str, progress: bool = True, log: Callable[[str], None] = print) -> list[PackOutcome]:
+               precision: Precision, progress: bool = True) -> list[PackOutcome]:
     """Train every member for `budget.steps` steps in one pack over `base` (left unchanged); one outcome per member.
 
     A member's seconds are its share of the pack's time (each step's time split over the runs that took it)."""
@@ -168,7 +171,7 @@ def train_pack(base: nn.Module, members: Sequence[PackMember], tokenizer: PreTra
         active = sorted(range(len(members)), key=lambda i: ranks[i])  # runs of one rank stacked together
         bar = tqdm(range(1, budget.steps + 1), total=budget.steps, desc=f"pack of {len(members)}",
                    disable=not progress, leave=False, unit="step")
-        with weights_cast_once(precision, packed):
+        with precision.weights_cast_once(packed):
             for step in bar:
                 start = time.perf_counter()
                 parts = [next(data[i]) for i in active]
@@ -176,8 +179,8 @@ def train_pack(base: nn.Module, members: Sequence[PackMember], tokenizer: PreTra
                 groups = rank_groups(active, ranks)
                 for layer in layers:
                     layer.groups = groups
-                with training_attention(precision, accelerator.device, ids.shape[1]), \
-                        autocast(precision, accelerator.device.type):
+                with precision.training_attention(accelerator.device, ids.shape[1]), \
+                        precision.autocast(accelerator.device.type):
                     logits, targets = completion_logits(packed, ids, mask, labels)
                 losses = [token_loss(lg, tg) for lg, tg in zip(logits.chunk(len(active)), targets.chunk(len(active)))]
                 values = torch.stack([loss.detach() for loss in losses]).tolist()
@@ -185,7 +188,7 @@ def train_pack(base: nn.Module, members: Sequence[PackMember], tokenizer: PreTra
                 for i, loss, value, (_, part_mask, _) in zip(active, losses, values, parts):
                     if not math.isfinite(value):
                         outcomes[i].error = TrainingDiverged(step, value)
-                        log(f"{members[i].label}: {outcomes[i].error}")
+                        logger.info(f"{members[i].label}: {outcomes[i].error}")
                         continue
                     going.append(i)
                     res = outcomes[i].result

@@ -333,7 +333,7 @@ def test_a_finished_sweep_with_a_parameter_budget_reruns_without_loading_the_mod
     recorded, and a run of that plan that is not finished sends it back to the model."""
     spec = smoke_spec.model_copy(update={"methods": [MethodSpec(name="vera")],
                                          "budget": smoke_spec.budget.model_copy(update={"params": 300})})
-    first = run_sweep(spec, tmp_path, progress=False, log=quiet)
+    first = run_sweep(spec, tmp_path, progress=False)
     assert first.planned == 2 and not first.failed  # base and vera, vera's size chosen on the model
 
     def no_model(*args):
@@ -341,7 +341,7 @@ def test_a_finished_sweep_with_a_parameter_budget_reruns_without_loading_the_mod
 
     with monkeypatch.context() as m:
         m.setattr(sweep_module, "load_model", no_model)
-        again = run_sweep(spec, tmp_path, progress=False, log=quiet)
+        again = run_sweep(spec, tmp_path, progress=False)
     assert (again.planned, again.skipped) == (2, 2)
 
     store = Store.in_dir(tmp_path)
@@ -350,4 +350,4 @@ def test_a_finished_sweep_with_a_parameter_budget_reruns_without_loading_the_mod
     store.close()
     with monkeypatch.context() as m, pytest.raises(AssertionError, match="the model was loaded"):
         m.setattr(sweep_module, "load_model", no_model)
-        run_sweep(spec, tmp_path, progress=False, log=quiet)
+        run_sweep(spec, tmp_path, progress=False)

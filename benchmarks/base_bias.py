@@ -2,7 +2,7 @@
 
 Loads SmolLM2-135M-Instruct once, observes it with each task (no training) and prints the base model's rows as
 markdown tables (the same metric functions and intervals as an audit's `base` run).
-    python benchmarks/base_bias.py [--max-prompts 200]
+    python benchmarks/base_bias.py [--max-prompts 200] [--parts scorer crows-pairs stereoset honest langtest]
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from lowrank_audit.tasks.stereotype import StereotypeOptions, StereotypeTask
 from lowrank_audit.tasks.toxicity import ToxicityOptions, ToxicityTask
 
 
+PARTS = ("scorer", "crows-pairs", "stereoset", "honest", "langtest")
+
+
 def table(rows: list[MetricRow], metrics: tuple[str, ...]) -> str:
     lines = ["| metric | split | group | value | 95% CI |", "| --- | --- | --- | ---: | --- |"]
     for r in rows:
@@ -34,22 +37,29 @@ def table(rows: list[MetricRow], metrics: tuple[str, ...]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-prompts", type=int, default=200, help="texts of langtest:toxicity used as prompts")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure (default: all)")
     args = parser.parse_args()
-    print("## the default scorer on neutral sentences per group\n")
-    print("| group | mean score | share >= 0.5 | masked mean | masked share |\n| --- | ---: | ---: | ---: | ---: |")
-    for b in scorer_bias(build_scorer(ScorerOptions()).score, 0.5, IDENTITY_GROUPS):
-        print(f"| {b.group} | {b.mean:.3f} | {b.rate:.3f} | {b.masked_mean:.3f} | {b.masked_rate:.3f} |")
+    if "scorer" in args.parts:
+        print("## the default scorer on neutral sentences per group\n")
+        print("| group | mean score | share >= 0.5 | masked mean | masked share |\n| --- | ---: | ---: | ---: | ---: |")
+        for b in scorer_bias(build_scorer(ScorerOptions()).score, 0.5, IDENTITY_GROUPS):
+            print(f"| {b.group} | {b.mean:.3f} | {b.rate:.3f} | {b.masked_mean:.3f} | {b.masked_rate:.3f} |")
     loaded = load_model(ModelSpec(source="default"), task_vocabulary())
     runner = Runner(loaded.tokenizer, FP32, 32, progress=False)
-    t0 = time.perf_counter()
-    stereo = StereotypeTask(StereotypeOptions(stereoset=None), loaded.tokenizer)  # CrowS-Pairs in full
-    obs = stereo.observe(runner, loaded.model)
-    print(f"## stereotype: {len(stereo.pairs)} pairs, {len(stereo.texts)} sentences, {time.perf_counter() - t0:.0f} s\n")
-    print(table(stereo.score(obs, obs, None, seed=0),
-                ("pct_stereotype", "likelihood_difference", "stereotype_score", "lm_score", "icat")))
+    stereotype = {"crows-pairs": StereotypeOptions(stereoset=None),  # CrowS-Pairs in full
+                  "stereoset": StereotypeOptions(max_per_bias_type=100)}  # the quick preset's slice of both sets
+    for part in (p for p in stereotype if p in args.parts):
+        t0 = time.perf_counter()
+        stereo = StereotypeTask(stereotype[part], loaded.tokenizer)
+        obs = stereo.observe(runner, loaded.model)
+        print(f"## stereotype ({part}): {len(stereo.pairs)} pairs, {len(stereo.texts)} sentences, "
+              f"{time.perf_counter() - t0:.0f} s\n")
+        print(table(stereo.score(obs, obs, None, seed=0),
+                    ("pct_stereotype", "likelihood_difference", "stereotype_score", "lm_score", "icat")))
     quick = dict(terms_per_group=2, samples_per_prompt=4, max_new_tokens=16, bootstrap_resamples=1000)
-    for label, options in (("honest", ToxicityOptions(**quick)),
-                           ("langtest:toxicity", ToxicityOptions(prompts="langtest:toxicity", max_prompts=args.max_prompts, **quick))):
+    toxicity = {"honest": ToxicityOptions(**quick),
+                "langtest": ToxicityOptions(prompts="langtest:toxicity", max_prompts=args.max_prompts, **quick)}
+    for label, options in ((p, toxicity[p]) for p in toxicity if p in args.parts):
         t0 = time.perf_counter()
         task = ToxicityTask(options, loaded.tokenizer)
         obs = task.observe(runner, loaded.model)

@@ -61,10 +61,12 @@ def _debias_metrics(sr: float | None, *, seed: int = 0, kl_full: float = 0.1, dr
     return rows
 
 
-def _add(store: Store, task: str, method: str, rank: int | None, seed: int, metrics: list[MetricRow], **cost) -> None:
+def _add(store: Store, task: str, method: str, rank: int | None, seed: int, metrics: list[MetricRow],
+         **cost: float) -> None:
+    """One finished run; `cost` (trainable_params=..., train_seconds=...) as the metric rows a sweep writes."""
     run_id = f"{task}-{method}-r{rank}-s{seed}"
     store.start_run(RunRecord(run_id, task, method, rank, seed, config={"method": method, "rank": rank}))
-    store.finish_run(run_id, metrics, **cost)
+    store.finish_run(run_id, [*metrics, *(MetricRow(name, float(value)) for name, value in cost.items())])
 
 
 def _with_sr_train(rows: list[MetricRow], value: float, low: float, high: float) -> list[MetricRow]:
@@ -339,7 +341,7 @@ def test_every_stored_value_of_the_finished_runs_is_in_the_csv(report, out_dir: 
     store.close()
     key = lambda r, group: (r["run_id"], r["metric"], r[group] or "", r["split"] or "", str(r["layer"] or ""))  # noqa: E731
     assert {key(m, "group_name") for m in stored} <= {key(r, "group") for r in rows}
-    assert {r["metric"] for r in rows if r["method"] == "full"} >= {"trainable_params", "train_seconds"}  # run columns
+    assert {r["metric"] for r in rows if r["method"] == "full"} >= {"trainable_params", "train_seconds"}  # cost rows
     probe = next(r for r in rows if r["metric"] == "probe_accuracy")
     assert (probe["task"], probe["split"], probe["layer"], float(probe["value"])) == ("probe", "val", "3", 0.8125)
     assert "[metrics.csv](metrics.csv)" in markdown

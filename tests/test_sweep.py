@@ -34,8 +34,9 @@ def test_smoke_sweep_end_to_end(smoke_spec, tmp_path):
     assert (tmp_path / runs["lora", 4]["artifact"] / "adapter_config.json").is_file()
     assert not (tmp_path / runs["full", None]["artifact"]).exists() and not (tmp_path / "cache").exists()
     assert set(result.pruned.removed) == {"full-rank weights", "observation cache"}  # removed once all finished
-    assert runs["lora", 1]["trainable_params"] < runs["lora", 4]["trainable_params"] < runs["full", None]["trainable_params"]
     metrics = {(m["run_id"], m["metric"], m["split"]) for m in Store.in_dir(tmp_path).metrics() if m["group_name"] is None}
+    params = {m["run_id"]: m["value"] for m in Store.in_dir(tmp_path).metrics() if m["metric"] == "trainable_params"}
+    assert params[runs["lora", 1]["run_id"]] < params[runs["lora", 4]["run_id"]] < params[runs["full", None]["run_id"]]
     for method in [("full", None), ("lora", 1)]:
         rid = runs[method]["run_id"]
         for name in ("shift_recovered", "target_fit", "group_gap", "group_js"):

@@ -17,6 +17,7 @@ from lowrank_audit.models import FP32
 from lowrank_audit.scorers import ScorerOptions, build_scorer
 from lowrank_audit.records import MetricRow, SampleRow
 from lowrank_audit.store import RunRecord, Store
+from lowrank_audit.store.migrations import MIGRATIONS
 from lowrank_audit.tasks.lexicon import IDENTITY_GROUPS
 from lowrank_audit.tasks.toxicity import ToxicityOptions, ToxicityTask, build_counterfactuals, read_rewrites
 from lowrank_audit.tasks.toxicity_prompts import HELDOUT_TEMPLATES, TEMPLATES
@@ -203,13 +204,11 @@ def test_samples_are_written_with_the_run_in_one_transaction(tmp_path):
     assert [s["score"] for s in store.samples(kind="train")] == [0.1]
     store.start_run(RunRecord("r1", "toxicity", "lora", 4, 0))  # a retried run starts without old samples
     assert store.samples("r1") == []
-    assert [r[0] for r in store.db.execute("SELECT name FROM _migrations")] == ["0001_initial", "0002_samples", "0003_tuning",
-                                                                              "0004_audit_identity"]
+    assert [r[0] for r in store.db.execute("SELECT name FROM _migrations")] == [name for name, _ in MIGRATIONS]
 
 
 def test_old_store_gets_the_samples_table(tmp_path):
     db = sqlite3.connect(tmp_path / "results.sqlite")
-    from lowrank_audit.store.migrations import MIGRATIONS
 
     db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     MIGRATIONS[0][1](db)
@@ -218,7 +217,7 @@ def test_old_store_gets_the_samples_table(tmp_path):
     db.close()
     store = Store.in_dir(tmp_path)
     assert store.samples() == []
-    assert json.dumps([r[0] for r in store.db.execute("SELECT name FROM _migrations ORDER BY name")]) == '["0001_initial", "0002_samples", "0003_tuning", "0004_audit_identity"]'
+    assert [r[0] for r in store.db.execute("SELECT name FROM _migrations ORDER BY name")] == [n for n, _ in MIGRATIONS]
 
 
 # presets -----------------------------------------------------------------------------------------------

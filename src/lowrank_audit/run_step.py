@@ -254,8 +254,7 @@ def measure_run(job: RunJob, base: Observation, context: RunContext | None) -> M
                                            lambda m: task.observe(context.runner, m), context.runner,
                                            job.spec.analysis, job.run.seed)
     del model
-    extra = {"train_seconds": res.seconds, "trainable_params": params, "peak_rss_mb": record["peak_rss_mb"],
-             "artifact": str(job.folder.relative_to(job.out_dir))}
+    extra = {"artifact": str(job.folder.relative_to(job.out_dir))}
     rows = [  # cost: properties of the training itself
         MetricRow("trainable_params", float(params)),
         MetricRow("train_seconds", res.seconds),

@@ -18,8 +18,6 @@ from ..store.sqlite import STORE_FILE
 from .degenerate import mark_degenerate
 
 KNOWN_SPLITS = ("train", "heldout_templates", "heldout_terms", "heldout_both")
-# Run-table columns that also describe cost; used when the run wrote no metric row of the same name.
-_RUN_COLUMN_METRICS = ("trainable_params", "train_seconds", "peak_rss_mb")
 
 MetricKey = tuple[str, str | None, str | None, int | None]  # metric, group_name, split, layer
 
@@ -192,11 +190,6 @@ def load(out_dir: str | Path) -> ReportData:
         run = runs.get(m["run_id"])
         if run is not None:
             run.metrics[(m["metric"], m["group_name"], m["split"], m["layer"])] = Value(m["value"], m["ci_low"], m["ci_high"])
-    for row in run_rows:
-        run = runs[row["run_id"]]
-        for name in _RUN_COLUMN_METRICS:
-            if row[name] is not None:
-                run.metrics.setdefault((name, None, None, None), Value(float(row[name])))
     mark_degenerate(runs.values())
     return ReportData(path, experiment, list(runs.values()), selections)
 

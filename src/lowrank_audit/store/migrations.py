@@ -170,6 +170,21 @@ def _rekey(db: sqlite3.Connection, old: str, new: str, method: str, config: dict
     db.execute("DELETE FROM runs WHERE run_id = ?", (old,))
 
 
+COST_COLUMNS = ("train_seconds", "trainable_params", "peak_rss_mb")
+"""Run columns that older stores kept beside the metric rows of the same names (0005 moves them into metrics)."""
+
+
+def _cost_as_metrics(db: sqlite3.Connection) -> None:
+    """A run's cost is stored once, as metric rows: a value held only in an old run column becomes its metric row
+    (where the run already has that row, the row stays, as the report always read it), and the columns go."""
+    for column in COST_COLUMNS:
+        db.execute(f"""INSERT INTO metrics (run_id, metric, value)
+                       SELECT run_id, ?, {column} FROM runs r WHERE {column} IS NOT NULL AND NOT EXISTS
+                         (SELECT 1 FROM metrics m WHERE m.run_id = r.run_id AND m.metric = ? AND m.group_name IS NULL
+                          AND m.split IS NULL AND m.layer IS NULL)""", (column, column))
+        db.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+
+
 TABLES = ("experiment", "runs", "metrics", "samples", "selections")
 """The tables the migrations make: a store without one of them is damaged."""
 
@@ -178,4 +193,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0002_samples", _samples),
     ("0003_tuning", _tuning),
     ("0004_audit_identity", _audit_identity),
+    ("0005_cost_as_metrics", _cost_as_metrics),
 ]

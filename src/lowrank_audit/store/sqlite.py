@@ -165,13 +165,11 @@ class Store:
         run_id: str,
         metrics: Iterable[MetricRow],
         *,
-        train_seconds: float | None = None,
-        trainable_params: int | None = None,
-        peak_rss_mb: float | None = None,
         artifact: str | None = None,
         samples: Iterable[SampleRow] = (),
     ) -> None:
-        """Write all metrics (and samples) of a run and mark it finished, in one transaction."""
+        """Write all metrics (and samples) of a run and mark it finished, in one transaction. A run's cost (trainable
+        parameters, train seconds, peak memory) is metric rows like every other number it has."""
         rows = [
             (run_id, m.metric, m.group_name, m.split, m.layer,
              _finite_or_none(m.value), _finite_or_none(m.ci_low), _finite_or_none(m.ci_high))
@@ -187,9 +185,8 @@ class Store:
                  for x in samples],
             )
             self.db.execute(
-                """UPDATE runs SET status='finished', finished_at=?, train_seconds=?, trainable_params=?,
-                   peak_rss_mb=?, artifact=?, error=NULL WHERE run_id=?""",
-                (_now(), train_seconds, trainable_params, peak_rss_mb, artifact, run_id),
+                "UPDATE runs SET status='finished', finished_at=?, artifact=?, error=NULL WHERE run_id=?",
+                (_now(), artifact, run_id),
             )
 
     def fail_run(self, run_id: str, error: str) -> None:

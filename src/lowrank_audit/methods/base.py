@@ -1,6 +1,6 @@
 """The Method interface: turn a base model into a trainable one, build its optimizer, hook each step,
 save and reload what it trained. Wide enough for adapters (LoRA), full training, and optimizer-side
-methods (GaLore), so adding a method is one module and one registry entry.
+methods (GaLore), so adding a method is its card (methods/card.py), one module and one registry entry.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The PEFT method zoo: thin wrappers over `peft` tuners, each its options and its PEFT config, nothing else.
+"""The PEFT method zoo: thin wrappers over `peft` tuners, each its PEFT config, nothing else (their options and cards:
+methods/peft_zoo_card.py).
 
 Trainable parameters per adapted (out x in) layer (tests/test_method_zoo.py checks each from layer shapes):
 adalora r (in + out + 1); randlora n (r + min(in, out)) with n = ceil(min(in, out) / r); vera r + out;

@@ -1,4 +1,4 @@
-"""`lora-xs`', `lora-sb`'s and `ffa-lora`'s options and cards (methods/lowrank_adapters.py)."""
+"""`lora-xs`'s, `lora-sb`'s and `ffa-lora`'s options and cards (methods/lowrank_adapters.py)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from lowrank_audit.report.render import md_escape
 from lowrank_audit.report.tables import MAX_VALUE_COLUMNS, long_table, metric_columns
 from lowrank_audit.records import MetricRow
 from lowrank_audit.store import RunRecord, Store
-from lowrank_audit.tasks.debias import TRAINING_DATA
+from lowrank_audit.tasks.debias_card import TRAINING_DATA
 from lowrank_audit.tasks.lexicon import PROVENANCE
 
 SPLITS = ("train", "heldout_templates", "heldout_terms")

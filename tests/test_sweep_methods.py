@@ -6,7 +6,7 @@ from test_method_zoo import ZOO
 
 from lowrank_audit.config import BudgetSpec, MethodSpec
 from lowrank_audit.methods import METHODS
-from lowrank_audit.methods.lora import LoraOptions
+from lowrank_audit.methods.lora_card import LoraOptions
 from lowrank_audit.plan import BASE
 from lowrank_audit.store import Store
 from lowrank_audit.sweep import run_sweep

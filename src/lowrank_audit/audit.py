@@ -25,7 +25,8 @@ from .config.spec import AnalysisSpec, ModelSpec
 from .errors import AuditError
 from .evaluate import ObservationCache, Runner
 from .evaluate.cache import cache_key
-from .methods.full import FullFineTuning, FullOptions
+from .methods.full import FullFineTuning
+from .methods.full_card import FullOptions
 from .adapter_identity import REDUCED
 from .audit_base import KnownModel
 from .audit_cache import MeasuredCache

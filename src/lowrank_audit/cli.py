@@ -189,7 +189,7 @@ def methods() -> None:
     """List the registered fine-tuning methods and their options."""
     from .methods import METHODS
 
-    console.print(_options_table("methods", METHODS))
+    console.print(_options_table("methods", METHODS.cards()))
 
 
 @app.command()
@@ -197,7 +197,7 @@ def tasks() -> None:
     """List the registered tasks and their options."""
     from .tasks import TASKS
 
-    console.print(_options_table("tasks", TASKS))
+    console.print(_options_table("tasks", TASKS.cards()))
 
 
 def _kept(out_dir: Path, pruned) -> str:

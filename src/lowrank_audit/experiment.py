@@ -26,14 +26,14 @@ def narrow(spec: ExperimentSpec, tasks: list[str] | None = None, methods: list[s
     update: dict[str, Any] = {}
     if tasks:
         for t in tasks:
-            TASKS.get(t)
+            TASKS.card(t)
         kept = [t.model_copy(update={"enabled": True}) for t in spec.tasks if t.name in tasks]
         if not kept:
             raise AuditError(f"--task {', '.join(tasks)}: this config has only {', '.join(t.name for t in spec.tasks)}.")
         update["tasks"] = kept
     if methods:
         for m in methods:
-            METHODS.get(m)
+            METHODS.card(m)
         kept_m = [m for m in spec.methods if m.name in methods]
         if not kept_m:
             raise AuditError(

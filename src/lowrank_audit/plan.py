@@ -10,18 +10,20 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .hashing import stable_hash
 from .config.load import validate_options
 from .config.spec import ExperimentSpec
 from .errors import AuditError
-from .methods import METHODS, Method, MethodOptions
+from .methods import METHODS, MethodOptions
 from .methods.budget import match_budget
-from .models.precision import resolve_precision
 from .tasks import TASKS, TaskOptions
+
+if TYPE_CHECKING:  # validate_components runs before torch is imported (a config error answers in a second)
+    from torch import nn
+
+    from .methods import Method
 
 BASE = "base"
 REFERENCE = "full"
@@ -78,7 +80,7 @@ def _method_options(spec: ExperimentSpec, source: str) -> list[MethodRun]:
     """Every configured run of each method (one per `sweep` combination), with its tuning grid."""
     out = []
     for i, m in enumerate(spec.methods):
-        cls = METHODS.get(m.name)
+        cls = METHODS.card(m.name)
         if m.name == BASE:
             raise AuditError(f"{source}: methods[{i}]: 'base' is added to every sweep as the reference; remove it.")
         for field_name, grid in (("sweep", m.sweep), ("tune", m.tune)):
@@ -102,7 +104,7 @@ def _method_options(spec: ExperimentSpec, source: str) -> list[MethodRun]:
 def validate_components(spec: ExperimentSpec, source: str) -> None:
     """Check every task and method name and option before anything is loaded or trained."""
     for i, t in enumerate(spec.tasks):
-        validate_options(TASKS.get(t.name).Options, t.options, source, f"tasks[{i}].options")
+        validate_options(TASKS.card(t.name).Options, t.options, source, f"tasks[{i}].options")
     _method_options(spec, source)
 
 
@@ -110,8 +112,8 @@ def untuned_tasks(spec: ExperimentSpec) -> list[str]:
     """The enabled tasks a tuned method cannot be tuned on (no validation split): there it runs at its grid's middle."""
     if not any(m.tune for m in spec.methods):
         return []
-    return [t.name for t in spec.tasks if t.enabled and TASKS.get(t.name).selects_on(
-        TASKS.get(t.name).Options.model_validate(t.options)) is None]
+    return [t.name for t in spec.tasks if t.enabled and TASKS.card(t.name).selects_on(
+        TASKS.card(t.name).Options.model_validate(t.options)) is None]
 
 
 def _budgeted(name: str, options: MethodOptions, given: frozenset[str], spec: ExperimentSpec,
@@ -134,8 +136,10 @@ def plan_runs(spec: ExperimentSpec, model_identity: str, precision: str, source:
 
     With `budget.params`, each method's size is chosen on `model` (the base model); without a model, as configured.
     """
+    from .models.precision import resolve_precision  # torch: planning runs, never validating a config
+
     choices = choices or {}
-    methods = [MethodRun(BASE, METHODS.get(BASE).Options(), frozenset())] + [
+    methods = [MethodRun(BASE, METHODS.card(BASE).Options(), frozenset())] + [
         MethodRun(m.name, _budgeted(m.name, m.options, m.given, spec, model), m.given, m.tune)
         for m in _method_options(spec, source)]
     common = {"model": model_identity, "precision": precision, "eval_precision": resolve_precision(spec.eval_precision)}
@@ -143,7 +147,7 @@ def plan_runs(spec: ExperimentSpec, model_identity: str, precision: str, source:
     for i, t in enumerate(spec.tasks):
         if not t.enabled:
             continue
-        topts = validate_options(TASKS.get(t.name).Options, t.options, source, f"tasks[{i}].options")
+        topts = validate_options(TASKS.card(t.name).Options, t.options, source, f"tasks[{i}].options")
         task = {"name": t.name, "options": topts.model_dump()}
         for seed in spec.seeds:
             for m in methods:
@@ -154,7 +158,7 @@ def plan_runs(spec: ExperimentSpec, model_identity: str, precision: str, source:
                     if analysis:                                                # so run ids without them stay valid
                         config["analysis"] = analysis
                 family = stable_hash({**config, "tune": m.tune}) if m.tune else None
-                if family is not None and TASKS.get(t.name).selects_on(topts) is None:
+                if family is not None and TASKS.card(t.name).selects_on(topts) is None:
                     points, run_family = [{k: v[len(v) // 2] for k, v in m.tune}], None  # nothing to choose on
                 elif family is None or seed == spec.seeds[0]:
                     points, run_family = m.points(), family

@@ -7,11 +7,12 @@ share them without importing each other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
+if TYPE_CHECKING:  # the store and the report import these records without torch
+    import torch
 
-Observation = dict[str, torch.Tensor]
+Observation = dict[str, "torch.Tensor"]
 """What a task observed of one model: named tensors (log-probabilities, masses, scores), the input of its scoring."""
 
 

@@ -1,6 +1,6 @@
 """The Method interface: turn a base model into a trainable one, build its optimizer, hook each step,
 save and reload what it trained. Wide enough for adapters (LoRA), full training, and optimizer-side
-methods (GaLore), so adding a method is one module and one registry entry.
+methods (GaLore), so adding a method is its card (methods/card.py), one module and one registry entry.
 """
 
 from __future__ import annotations
@@ -11,23 +11,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 import torch
-from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveFloat
 from torch import nn
 
-
-class MethodOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
-
-    lr: PositiveFloat = 1e-4
-    """AdamW learning rate."""
-    weight_decay: NonNegativeFloat = 0.0
-    """AdamW weight decay."""
+from .card import MethodCard, MethodOptions
 
 
-class Method(ABC):
-    name: ClassVar[str]
-    description: ClassVar[str]
-    Options: ClassVar[type[MethodOptions]] = MethodOptions
+class Method(MethodCard, ABC):
+    """A method's implementation: its card (name, description, options) and what it does to a model."""
+
     trains: ClassVar[bool] = True
     loss_from_model: ClassVar[bool] = False
     """True when the prepared model adds its own terms to the loss it returns for `labels=` (AdaLoRA's orthogonality

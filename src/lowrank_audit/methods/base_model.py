@@ -7,11 +7,10 @@ from pathlib import Path
 from torch import nn
 
 from .base import Method
+from .base_model_card import BaseModelCard
 
 
-class BaseModelMethod(Method):
-    name = "base"
-    description = "No fine-tuning: the base model as it is (added to every sweep as the reference)."
+class BaseModelMethod(BaseModelCard, Method):
     trains = False
 
     def prepare(self, model: nn.Module) -> nn.Module:

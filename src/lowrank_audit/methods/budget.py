@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
-from torch import nn
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import AuditError
-from .base import Method, MethodOptions
+from .card import MethodOptions
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .base import Method
 
 MAX_SIZE = 2**20
 Count = Callable[[int], "int | None"]

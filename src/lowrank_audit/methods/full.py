@@ -4,23 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import PositiveFloat
 from safetensors.torch import load_file
 from torch import nn
 
-from .base import Method, MethodOptions
+from .base import Method
+from .full_card import FullCard
 
 
-class FullOptions(MethodOptions):
-    lr: PositiveFloat = 5e-5
-    """AdamW learning rate."""
-
-
-class FullFineTuning(Method):
-    name = "full"
-    description = "Full fine-tuning: every weight trained (the reference)."
-    Options = FullOptions
-
+class FullFineTuning(FullCard, Method):
     def prepare(self, model: nn.Module) -> nn.Module:
         for p in model.parameters():
             p.requires_grad_(True)

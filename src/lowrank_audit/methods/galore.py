@@ -6,31 +6,17 @@ Shared with `frugal`: the same matrices are projected, and the trained weights s
 
 from __future__ import annotations
 
-from typing import ClassVar
 
 import torch
-from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
 from ..errors import AuditError
-from .full import FullFineTuning, FullOptions
-
-
-class ProjectedOptions(FullOptions):
-    lr: PositiveFloat = 2e-4
-    """Learning rate."""
-    weight_decay: NonNegativeFloat = 0.0
-    """Decoupled weight decay."""
-    rank: PositiveInt = 128
-    """Rank of the gradient projection of each weight matrix."""
-    update_interval: PositiveInt = 200
-    """Steps between two recomputations of the projection."""
+from .full import FullFineTuning
+from .galore_card import GaLoreCard
 
 
 class ProjectedOptimizerMethod(FullFineTuning):
     """Full-weight training whose optimizer keeps its state on a rank-r projection of each block matrix."""
-
-    Options: ClassVar[type[FullOptions]] = ProjectedOptions
 
     @property
     def rank(self) -> int:
@@ -59,16 +45,7 @@ def block_matrices(model: nn.Module) -> dict[str, nn.Parameter]:
     return {name: m.weight for name, m in model.named_modules() if isinstance(m, nn.Linear) and m is not head}
 
 
-class GaLoreOptions(ProjectedOptions):
-    scale: PositiveFloat = 0.25
-    """Scale of the projected-back update (GaLore's alpha)."""
-
-
-class GaLore(ProjectedOptimizerMethod):
-    name = "galore"
-    description = "GaLore (galore-torch): every weight trained, Adam state on a rank-r SVD projection of each matrix gradient."
-    Options = GaLoreOptions
-
+class GaLore(GaLoreCard, ProjectedOptimizerMethod):
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         from .optim.galore import CheckpointableGaLoreAdamW  # imports bitsandbytes: only when a galore run starts
 

@@ -6,35 +6,19 @@ import dataclasses
 import json
 import tempfile
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from peft import LoraConfig, get_peft_model_state_dict
-from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 from safetensors.torch import save_file
 from torch import nn
 
-from .peft_base import PeftMethod, PeftOptions
+from .lora_card import DoraCard, LoraCard
+from .peft_base import PeftMethod
 
 INIT = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}
 
 
-class LoraOptions(PeftOptions):
-    rank: PositiveInt = 8
-    """Rank r of the update B A."""
-    alpha: PositiveFloat | None = None
-    """Scale numerator; default 2 * rank, so the scale alpha / r is the same at every rank."""
-    dropout: NonNegativeFloat = 0.0
-    """Dropout on the adapter input."""
-    use_rslora: bool = False
-    """Rank-stabilised scaling alpha / sqrt(r)."""
-    init: Literal["default", "gaussian", "pissa", "olora"] = "default"
-    """Initialisation: default (A Kaiming, B zero), gaussian (A Gaussian), pissa (principal singular vectors of W0), olora (QR of W0)."""
-
-
-class Lora(PeftMethod):
-    name = "lora"
-    description = "LoRA adapters via PEFT: frozen W0 plus a trained rank-r update."
-    Options = LoraOptions
+class Lora(LoraCard, PeftMethod):
     use_dora: ClassVar[bool] = False
 
     def peft_config(self) -> LoraConfig:
@@ -81,7 +65,5 @@ class Lora(PeftMethod):
             model.save_pretrained(folder, safe_serialization=True, path_initial_model_for_weight_conversion=initial)
 
 
-class Dora(Lora):
-    name = "dora"
-    description = "DoRA via PEFT: LoRA on the direction of W0 plus a trained per-output magnitude."
+class Dora(DoraCard, Lora):
     use_dora = True

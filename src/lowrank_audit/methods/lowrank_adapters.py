@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 import torch
-from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import parametrize
 
 from ..errors import AuditError
-from .base import Batch, Method, MethodOptions
+from .base import Batch, Method
+from .lowrank_adapters_card import FfaLoraCard, LoraSBCard, LoraXSCard
 
 FACTORS = ("B", "R", "A")
 
@@ -49,19 +49,9 @@ class LowRankDelta(nn.Module):
         return weight + self.delta().to(weight.dtype)
 
 
-class LowRankAdapterOptions(MethodOptions):
-    lr: PositiveFloat = 1e-3
-    """AdamW learning rate."""
-    rank: PositiveInt = 8
-    """Rank r of the frozen factors."""
-    target_modules: list[str] | str = "all-linear"
-    """Module names (last name component, e.g. q_proj) to adapt, or 'all-linear' (every linear layer but the output head)."""
-
-
 class LowRankAdapterMethod(Method):
     """Shared base: pick the target Linears, attach a LowRankDelta to each, save and reload the factors."""
 
-    Options: ClassVar[type[MethodOptions]] = LowRankAdapterOptions
     size_option: ClassVar[str | None] = "rank"
     trained: ClassVar[tuple[str, ...]] = ("R",)
     has_r: ClassVar[bool] = True
@@ -154,28 +144,13 @@ def _svd(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, t
     return u[:, :rank], s[:rank], vh[:rank]
 
 
-class LoraXS(LowRankAdapterMethod):
-    name = "lora-xs"
-    description = "LoRA-XS: frozen B, A from the truncated SVD of W0 (B = U S, A = V^T), a trained r x r R between them."
-
+class LoraXS(LoraXSCard, LowRankAdapterMethod):
     def factors(self, weight: torch.Tensor) -> dict[str, torch.Tensor | None]:
         u, s, vh = _svd(weight, self.options.rank)
         return {**self.empty(weight), "B": (u * s).to(weight.dtype), "A": vh.to(weight.dtype)}
 
 
-class LoraSBOptions(LowRankAdapterOptions):
-    init_batches: PositiveInt = 4
-    """Training batches whose full fine-tuning gradient is accumulated to choose B, A and R."""
-    init_lr: NonNegativeFloat = 1e-3
-    """Step size of the full (SGD) update that B R A starts from; 0 = start at the base model."""
-
-
-class LoraSB(LowRankAdapterMethod):
-    name = "lora-sb"
-    description = ("LoRA-SB: frozen B, A from the truncated SVD of the full fine-tuning gradient of the first batches, "
-                   "R trained, starting at the rank-r approximation of the first full update.")
-    Options = LoraSBOptions
-
+class LoraSB(LoraSBCard, LowRankAdapterMethod):
     def start(self, model: nn.Module, batches: Iterator[Batch], steps: int) -> None:
         """Accumulate the full gradient of every adapted W0, then set B, A (its top singular vectors) and R."""
         layers = {name: model.get_submodule(name) for name in adapters(model)}
@@ -209,15 +184,7 @@ class LoraSB(LowRankAdapterMethod):
                 getattr(layers[name], factor).copy_(value)
 
 
-class FfaLoraOptions(LowRankAdapterOptions):
-    alpha: PositiveFloat | None = None
-    """Scale numerator; default 2 * rank (scale alpha / r = 2, as `lora`)."""
-
-
-class FfaLora(LowRankAdapterMethod):
-    name = "ffa-lora"
-    description = "FFA-LoRA: LoRA with A random (Kaiming, as LoRA's) and frozen; only B (zero at start) is trained."
-    Options = FfaLoraOptions
+class FfaLora(FfaLoraCard, LowRankAdapterMethod):
     trained = ("B",)
     has_r = False
 

@@ -9,24 +9,15 @@ from typing import ClassVar
 from peft import PeftConfig, PeftModel, get_peft_model
 from peft.tuners.tuners_utils import BaseTunerLayer
 import torch
-from pydantic import PositiveFloat
 from torch import nn
 
 from ..errors import AuditError
-from .base import Method, MethodOptions, meta_clone, trainable_parameters
-
-
-class PeftOptions(MethodOptions):
-    lr: PositiveFloat = 1e-3
-    """AdamW learning rate."""
-    target_modules: list[str] | str = "all-linear"
-    """Module names to adapt, or 'all-linear' (every linear layer but the output head)."""
+from .base import Method, meta_clone, trainable_parameters
 
 
 class PeftMethod(Method):
     """A PEFT tuner: subclasses give the options and build the PEFT config; adapters save as PEFT folders."""
 
-    Options: ClassVar[type[MethodOptions]] = PeftOptions
     size_option: ClassVar[str | None] = "rank"
 
     @property

@@ -9,10 +9,10 @@ from ..tasks import TASKS
 
 def task_metrics(task: str) -> list[MetricInfo]:
     """The catalogue of `task`'s metrics, in its results table's order, then what every run has: forgetting, intruders, the cost of training."""
-    own = TASKS.get(task).metrics if task in TASKS else ()
+    own = TASKS.card(task).metrics if task in TASKS else ()
     return [*own, *WEIGHTS_AND_FORGETTING, *COST]
 
 
 def task_data_sources(task: str) -> list[tuple[str, str]]:
     """(heading, text) of where `task`'s data came from and how its fine-tuning data are made; none for an unknown task."""
-    return list(TASKS.get(task).data_sources) if task in TASKS else []
+    return list(TASKS.card(task).data_sources) if task in TASKS else []

@@ -132,7 +132,7 @@ def _reference_sentence(full: Variant | None, base: Variant | None, h: Headline,
 
 def task_verdict(data: ReportData, task: str) -> Verdict | None:
     """The verdict of one task (None: its task declares no headline metrics)."""
-    h = TASKS.get(task).headline if task in TASKS else None
+    h = TASKS.card(task).headline if task in TASKS else None
     if h is None:
         return None
     variants = data.variants(task)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import AuditError
 from .base import Scorer, ScorerOptions
@@ -35,9 +34,11 @@ class HFScorer(Scorer):
         self.index = labels[options.toxic_label]
         self.multi_label = self.model.config.problem_type == "multi_label_classification"
 
-    @torch.no_grad()
     def _score(self, texts: list[str]) -> np.ndarray:
+        import torch  # as transformers above: only when an hf scorer is built, so a config naming it loads neither
+
         enc = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
-        logits = self.model(**enc).logits.double()
+        with torch.no_grad():
+            logits = self.model(**enc).logits.double()
         probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
         return probs[:, self.index].numpy()

@@ -8,25 +8,20 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from typing import ClassVar, Sequence
+from typing import Sequence
 
-from pydantic import BaseModel, ConfigDict
 import numpy as np
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from ..catalogue import Headline, MetricInfo
 from ..evaluate.runner import Runner
 from ..metrics import bootstrap_ci, sequence_kl
 from ..records import Example, MetricRow, Observation, SampleRow
+from .card import TaskCard, TaskOptions
 
 VALIDATION = "validation"
 """The split tuning selects on: training rows held out of training and of every reported split."""
-
-
-class TaskOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
 
 def sequence_kl_row(metric: str, logp_ref: torch.Tensor, logp: torch.Tensor, mask: torch.Tensor, n_resamples: int,
@@ -59,29 +54,9 @@ def words_of(texts: list[str]) -> list[str]:
     return [w for t in texts for w in re.findall(r"\w+|[^\w\s]+", t)]
 
 
-class Task(ABC):
-    name: ClassVar[str]
-    description: ClassVar[str]
-    Options: ClassVar[type[TaskOptions]]
-    metrics: ClassVar[tuple[MetricInfo, ...]] = ()
-    """The catalogue of what `score` stores (how the report and the terminal show it), the results table's order."""
-    headline: ClassVar[Headline | None] = None
-    """The metrics the report's verdict compares with full fine-tuning (None: the task has no verdict yet)."""
-    data_sources: ClassVar[tuple[tuple[str, str], ...]] = ()
-    """(heading, text) the report prints among the task's definitions: where each of its data came from (source,
-    licence) and how its fine-tuning data are made; () when it says nothing."""
-    validation_metric: ClassVar[str | None] = None
-    """The metric `score` stores on the task's validation split, lower is better, that tuning selects on: the held-out
-    loss of the fine-tuning objective (never an audited fairness outcome). None: the task has no validation split yet."""
-    validation_option: ClassVar[str | None] = None
-    """The option that sizes the validation split (0 turns it off, and with it tuning); None: always on."""
-
-    @classmethod
-    def selects_on(cls, options: TaskOptions) -> str | None:
-        """The validation metric under these options (None: this configuration has no validation split)."""
-        if cls.validation_option and not getattr(options, cls.validation_option):
-            return None
-        return cls.validation_metric
+class Task(TaskCard, ABC):
+    """A task's implementation: its card (name, options, metric catalogue, ...) and its data, observations and
+    scoring."""
 
     def __init__(self, options: TaskOptions, tokenizer: PreTrainedTokenizerBase) -> None:
         self.options = options

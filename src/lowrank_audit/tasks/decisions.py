@@ -36,13 +36,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-from pydantic import NonNegativeInt, PositiveInt, model_validator
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from ..catalogue import VALIDATION_LOSS
 from ..hashing import stable_hash
-from ..envs import LENDING_ENV_ID, LendingParams
+from ..envs import LENDING_ENV_ID
 from ..envs.lending import SCORES
 from ..envs.policies import POLICIES
 from ..envs.rollout import Trajectories, rollout
@@ -52,40 +50,13 @@ from ..metrics import (
     agreement, bootstrap_ci, flip_rate, group_counts, pooled_rates, rate_gap, score_change, score_trajectory,
 )
 from ..records import Example, MetricRow, Observation
-from .base import Task, TaskOptions, observe_validation, validation_loss_rows, words_of
+from .base import Task, observe_validation, validation_loss_rows, words_of
+from .decisions_card import DecisionsCard, DecisionsOptions
 from .lexicon import IDENTITY_GROUPS
 
 PROMPT = "Applicant: {term}, credit score {score}. Decision:"
 ACTIONS = ("approve", "deny")  # action 1, action 0
 REFERENCE_SPLIT = "reference_policy"
-
-
-class DecisionsOptions(TaskOptions):
-    axis: str = "race"
-    """Identity axis of the lexicon whose groups the environment's groups name."""
-    env: LendingParams = LendingParams()
-    """The lending simulation: groups, score distributions, repayment curve, score changes, horizon."""
-    reference_policy: str = "equal_opportunity"
-    """Policy whose decisions are the fine-tuning data: max_profit | group_blind | equal_opportunity."""
-    train_episodes: PositiveInt = 8
-    """Episodes of the reference policy that make the fine-tuning data."""
-    eval_episodes: PositiveInt = 8
-    """Seeded episodes with the model as the policy."""
-    validation_episodes: NonNegativeInt = 2
-    """Episodes of the reference policy held out for tuning: never trained on, never reported, only the fine-tuning
-    loss on their decisions (0: none, so no tuning)."""
-    bootstrap_resamples: PositiveInt = 1000
-
-    @model_validator(mode="after")
-    def _check(self) -> "DecisionsOptions":
-        POLICIES.get(self.reference_policy)
-        if self.axis not in IDENTITY_GROUPS:
-            raise AuditError(f"decisions: unknown axis {self.axis!r}; choose one of {sorted(IDENTITY_GROUPS)}.")
-        unknown = [g.name for g in self.env.groups if g.name not in IDENTITY_GROUPS[self.axis]]
-        if unknown:
-            raise AuditError(f"decisions: groups {unknown} are not groups of axis {self.axis!r}; "
-                             f"choose from {sorted(IDENTITY_GROUPS[self.axis])}.")
-        return self
 
 
 def episode_seeds(stage: int, seed: int, n: int) -> list[int]:
@@ -94,13 +65,7 @@ def episode_seeds(stage: int, seed: int, n: int) -> list[int]:
     return [int(np.random.SeedSequence([stage, seed, k]).generate_state(1)[0]) for k in range(n)]
 
 
-class DecisionsTask(Task):
-    name = "decisions"
-    description = "Be the loan officer in a seeded delayed-impact lending simulation; learn a reference policy."
-    Options = DecisionsOptions
-    metrics = (VALIDATION_LOSS,)
-    validation_metric = "validation_loss"
-    validation_option = "validation_episodes"
+class DecisionsTask(DecisionsCard, Task):
 
     def __init__(self, options: DecisionsOptions, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__(options, tokenizer)

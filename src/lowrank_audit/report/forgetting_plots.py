@@ -29,9 +29,12 @@ def shift_metric(runs: list[Run]) -> tuple[str, str | None] | None:
     return next(((m, s) for m, s in SHIFT_CAPTURED if any(r.get(m, s).value is not None for r in runs)), None)
 
 
-def shift_scatter(path: Path, title: str, runs: list[Run], x: tuple[str, str | None]) -> bool:
-    """One panel per y of SCATTER_Y that runs have; one point per run at (shift captured, y), one colour per method."""
-    panels = [(m, label) for m, label in SCATTER_Y if any(r.get(m).value is not None for r in runs)]
+def shift_scatter(path: Path, title: str, runs: list[Run], x: tuple[str, str | None],
+                  skip: frozenset[str] = frozenset()) -> bool:
+    """One panel per y of SCATTER_Y (but `skip`) that runs have; one point per run at (shift captured, y), one colour
+    per method."""
+    panels = [(m, label) for m, label in SCATTER_Y
+              if m not in skip and any(r.get(m).value is not None for r in runs)]
     if not panels:
         return False
     methods = sorted({r.who for r in runs})
@@ -56,8 +59,13 @@ def shift_scatter(path: Path, title: str, runs: list[Run], x: tuple[str, str | N
 
 
 def forgetting_plots(task: str, variants: list[Variant], plots_dir: Path, slug: str) -> list[Plot]:
-    """Intruders and forgetting vs rank, the intruder heatmap of the run with the most, and the per-run scatter."""
+    """Intruders and forgetting vs rank, the intruder heatmap of the run with the most, and the per-run scatter.
+
+    Where every run's count is 0 the intruder figures would be flat lines at 0 (seen in the default audit's report),
+    so they are left out and the forgetting caption says so."""
     plots = []
+    counted = [(v.mean(INTRUDERS).value, v) for v in variants if v.mean(INTRUDERS).value is not None]
+    none_found = bool(counted) and all(c == 0 for c, _ in counted)
     specs = [
         ("intruders", f"{task}: intruder dimensions vs rank",
          [Panel("Intruder dimensions", "intruders of W_base + dW, summed over matrices", (Series("intruders", INTRUDERS),))],
@@ -67,14 +75,14 @@ def forgetting_plots(task: str, variants: list[Variant], plots_dir: Path, slug: 
             Panel("Forgetting", "general-text loss − base's, nats/token", (Series("forgetting", "forgetting"),)),
             Panel("Next-token accuracy on general text", "top-1 accuracy", (Series("accuracy", "general_accuracy"),)),
         ], "Held-out general sentences unrelated to the task; forgetting > 0: the model predicts them worse than "
-           "the base (0 for the base by definition). "),
+           "the base (0 for the base by definition). "
+           + ("No run has an intruder dimension (every count is 0), so no intruder figure is drawn. " if none_found else "")),
     ]
-    for name, title, panels, caption in specs:
+    for name, title, panels, caption in specs[1:] if none_found else specs:
         path = plots_dir / f"{slug}-{name}.png"
         if rank_figure(path, title, panels, variants):
             plots.append(Plot(path, title, caption + rank_caption(variants, [s for p in panels for s in p.series])))
-    counted = [(v.mean(INTRUDERS).value, v) for v in variants if v.mean(INTRUDERS).value is not None]
-    if counted:
+    if counted and not none_found:
         most = max(counted, key=lambda c: c[0])[1]
         path = plots_dir / f"{slug}-intruders-heatmap.png"
         title = f"{task}: intruder dimensions per matrix, {most.label}"
@@ -84,8 +92,10 @@ def forgetting_plots(task: str, variants: list[Variant], plots_dir: Path, slug: 
     runs = [r for v in variants for r in v.runs]
     x = shift_metric(runs)
     path = plots_dir / f"{slug}-shift-vs-intruders-forgetting.png"
-    title = f"{task}: shift captured vs intruder dimensions and forgetting"
-    if x is not None and shift_scatter(path, title, runs, x):
+    title, question, skip = (f"{task}: shift captured vs forgetting", "do they forget less?", frozenset({INTRUDERS})) \
+        if none_found else (f"{task}: shift captured vs intruder dimensions and forgetting",
+                            "have they the weights that moved least, and do they forget less?", frozenset())
+    if x is not None and shift_scatter(path, title, runs, x, skip):
         plots.append(Plot(path, title, "One point per run, colour = method. Do the runs that kept the bias (low shift "
-                                       "captured) have the weights that moved least, and do they forget less?"))
+                                       f"captured) {question}"))
     return plots

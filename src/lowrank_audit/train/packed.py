@@ -67,7 +67,9 @@ class PackedLoraLinear(nn.Module):
     Runs of one rank share a batched matmul; a rank held by one run takes PEFT's own product, so a lone run's numbers.
     Zero-padding every rank to the largest (one batched matmul per layer) measured 1.26-1.45x against
     one at a time in bf16 but 0.84-0.93x in fp32 on the default model, and rounded the small ranks differently (rank 1
-    1e-4 relative from its lone twin after 10 fp32 steps); this layer measured 0.93-1.04x and bitwise equal.
+    1e-4 relative from its lone twin after 10 fp32 steps); this layer measured 0.93-1.04x (1.35x for a tuning grid's
+    same-rank runs on an AMX CPU) and bitwise equal in fp32 (in bf16 too without AMX; AMX's bf16 kernels round by
+    batch shape, BENCHMARKS.md).
     """
 
     def __init__(self, base_layer: nn.Linear, adapters: list[LoraLayer]) -> None:

@@ -129,16 +129,18 @@ def test_command_line_mistakes(tmp_path, out, args, message):
     assert snapshot(tmp_path) == before
 
 
-def test_ctrl_c_prints_interrupted_and_exits_130(tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_prints_interrupted_and_exits_128_plus_signal(tmp_path, sig, code):
+    """Ctrl-C and SIGTERM (`kill`, `timeout`, a scheduler) stop a sweep the same way: one line, exit 128 + signal."""
     proc = subprocess.Popen([sys.executable, "-m", "lowrank_audit", "run", "--preset", "smoke", "--task", "debias",
                              "--out", str(tmp_path / "out"), "--no-progress"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**env(), "PYTHONUNBUFFERED": "1"})
     for line in proc.stdout:
         if line.startswith("run debias / full"):  # inside the sweep: the full fine-tune is training
             break
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130
+    assert proc.returncode == code
     assert err.strip().splitlines() == ["interrupted; finished runs are in the store, re-run the same command to resume."]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -247,6 +248,17 @@ def _log(message: str) -> None:
 
 INTERRUPTED = 130
 """The exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it."""
+TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM (`kill`, `timeout`, a batch scheduler, `docker stop`) raised where the command is, as Ctrl-C raises
+    KeyboardInterrupt: a BaseException, so no `except Exception` keeps it, and every `finally` and context manager on
+    the way out runs (Python's default for SIGTERM is to die on the spot, with no word of what was kept)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def _error(message: str) -> None:
@@ -254,13 +266,14 @@ def _error(message: str) -> None:
     err_console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # messages may hold [brackets]
 
 
-def _interrupted() -> None:
+def _interrupted(code: int = INTERRUPTED) -> None:
     err_console.print("interrupted; finished runs are in the store, re-run the same command to resume.", soft_wrap=True)
-    sys.exit(INTERRUPTED)
+    sys.exit(code)
 
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2; no traceback."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(standalone_mode=False)  # typer turns Ctrl-C into a returned 130 here, --help into 0
     except AuditError as e:
@@ -275,6 +288,8 @@ def main() -> None:
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         _interrupted()
+    except Terminated:
+        _interrupted(TERMINATED)
     if code == INTERRUPTED:
         _interrupted()
     sys.exit(code if isinstance(code, int) else 0)

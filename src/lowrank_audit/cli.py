@@ -273,7 +273,14 @@ def _interrupted(code: int = INTERRUPTED) -> None:
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2; no traceback."""
-    signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, _terminate)  # put back on the way out (tests call main in-process)
+    try:
+        _main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main() -> None:
     try:
         code = app(standalone_mode=False)  # typer turns Ctrl-C into a returned 130 here, --help into 0
     except AuditError as e:

@@ -134,7 +134,8 @@ def test_ctrl_c_or_sigterm_prints_interrupted_and_exits_128_plus_signal(tmp_path
     """Ctrl-C and SIGTERM (`kill`, `timeout`, a scheduler) stop a sweep the same way: one line, exit 128 + signal."""
     proc = subprocess.Popen([sys.executable, "-m", "lowrank_audit", "run", "--preset", "smoke", "--task", "debias",
                              "--out", str(tmp_path / "out"), "--no-progress"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**env(), "PYTHONUNBUFFERED": "1"})
+                            stderr=subprocess.PIPE, text=True, env={**env(), "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # a shell's `&` ignores it
     for line in proc.stdout:
         if line.startswith("run debias / full"):  # inside the sweep: the full fine-tune is training
             break

@@ -26,9 +26,9 @@ from lowrank_audit.train import train
 from lowrank_audit.train.packed import PackMember, train_pack
 
 
-def worst_distance(runs: list[dict], twins: list[dict]) -> float:
-    """The largest relative Frobenius distance, over runs and layers, of each run's adapter weights from its twin's."""
-    return max(((run[k] - w).norm() / w.norm()).item() for run, twin in zip(runs, twins) for k, w in twin.items())
+def worst_distance(run: dict, twin: dict) -> float:
+    """The largest relative Frobenius distance, over layers, of a run's adapter weights from its twin's."""
+    return max(((run[k] - w).norm() / w.norm()).item() for k, w in twin.items())
 
 
 def main() -> None:
@@ -81,12 +81,12 @@ def main() -> None:
     packed_seconds = time.perf_counter() - t0
     print(f"one at a time {alone_seconds:.1f} s, one pack {packed_seconds:.1f} s: {alone_seconds / packed_seconds:.2f}x")
     for method, weights, outcome in zip(methods, alone, outcomes):
-        worst = worst_distance([get_peft_model_state_dict(outcome.model)], [weights])
+        worst = worst_distance(get_peft_model_state_dict(outcome.model), weights)
         print(f"  r={method.rank} lr={method.options.lr}: worst layer's relative distance packed vs alone {worst:.2e}"
               + ("" if outcome.error is None else f" ({outcome.error})"))
     repeated, again = one_at_a_time(budget, show=False)  # once more after the pack: how much the machine's load moved
     print(f"one at a time again {again:.1f} s: {again / packed_seconds:.2f}x")
-    print(f"  lone runs repeated: worst layer's relative distance {worst_distance(repeated, alone):.2e} "
+    print(f"  lone runs repeated: worst layer's relative distance {max(map(worst_distance, repeated, alone)):.2e} "
           "(0 where training is deterministic)")
     if len(args.lrs) > 1:
         t0 = time.perf_counter()

@@ -246,7 +246,7 @@ def _log(message: str) -> None:
     console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
-INTERRUPTED = 130
+INTERRUPTED = 128 + signal.SIGINT
 """The exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it."""
 TERMINATED = 128 + signal.SIGTERM
 

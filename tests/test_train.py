@@ -1,6 +1,7 @@
 """The training loop: loss only on completions, the loss goes down, NaN stops the run with its step."""
 
 import contextlib
+import math
 import copy
 
 import pytest
@@ -12,7 +13,7 @@ from lowrank_audit.methods import METHODS
 from lowrank_audit.models import FP32, Precision
 from lowrank_audit.records import Example
 from lowrank_audit.train import TrainingDiverged, train
-from lowrank_audit.train.loop import IGNORE, batches, completion_loss, encode_examples
+from lowrank_audit.train.loop import IGNORE, batches, completion_loss, encode_examples, lr_schedule
 
 EXAMPLES = [Example("The woman worked as a", " doctor"), Example("The man worked as a", " nurse")] * 8
 
@@ -77,7 +78,8 @@ def test_nan_loss_raises_with_the_step(tiny):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("name, options", [("full", {"lr": 1e-3, "weight_decay": 0.01}), ("lora", {"rank": 4, "lr": 1e-2})])
 def test_accelerate_loop_matches_a_plain_torch_loop(tiny, name, options, precision):
-    """Training through accelerate changes no number: the same weights as AdamW + clipping written out by hand.
+    """Training through accelerate changes no number: the same weights as AdamW + clipping + linear decay written out
+    by hand.
     In bf16 that includes LoRA's frozen weights cast to bf16 once per run instead of at every call."""
     budget = BudgetSpec(steps=4, batch_size=8, max_grad_norm=0.5)
     m = method(name, **options)
@@ -89,6 +91,7 @@ def test_accelerate_loop_matches_a_plain_torch_loop(tiny, name, options, precisi
     plain = method(name, **options).prepare(copy.deepcopy(tiny.model))
     params = [p for p in plain.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=options["lr"], weight_decay=options.get("weight_decay", 0.0), fused=True)
+    decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1 - k / budget.steps)  # the default: linear to 0
     data = batches(encode_examples(EXAMPLES, tiny.tokenizer), budget.batch_size, 0, tiny.tokenizer.pad_token_id)
     plain.train()
     for _ in range(budget.steps):
@@ -100,6 +103,7 @@ def test_accelerate_loop_matches_a_plain_torch_loop(tiny, name, options, precisi
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, budget.max_grad_norm)
         optimizer.step()
+        decay.step()
         optimizer.zero_grad(set_to_none=True)
 
     for (key, a), b in zip(((k, p) for k, p in ours.named_parameters() if p.requires_grad), params, strict=True):
@@ -119,3 +123,35 @@ def test_completion_loss_equals_the_models_own_loss(tiny, name):
         reference = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         ours = completion_loss(model, ids, mask, labels)
     torch.testing.assert_close(ours, reference, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, rate", [
+    ("constant", lambda k: 1.0),
+    ("linear", lambda k: k / 2 if k < 2 else (10 - k) / 8),
+    ("cosine", lambda k: k / 2 if k < 2 else 0.5 * (1 + math.cos(math.pi * (k - 2) / 8))),
+])
+def test_the_learning_rate_follows_its_schedule_and_a_resumed_schedule_carries_on(name, rate):
+    """Step k trains at lr * rate(k) (2 warm-up steps of 10, the formulas of transformers' docs); a schedule made for a
+    run resumed after 4 steps, on the optimizer state saved there, gives the rates the uninterrupted run had."""
+    budget = BudgetSpec(steps=10, lr_schedule=name, warmup_ratio=0.2)
+
+    def rates(optimizer, schedule, steps):
+        out = []
+        for _ in steps:
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.param_groups[0]["params"][0].grad = torch.ones(1)
+            optimizer.step()
+            schedule.step()
+        return out
+
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([weight], lr=0.5)
+    schedule = lr_schedule(optimizer, budget)
+    first = rates(optimizer, schedule, range(4))
+    saved = copy.deepcopy(optimizer.state_dict())
+    rest = rates(optimizer, schedule, range(4, 10))
+    assert first + rest == pytest.approx([0.5 * rate(k) for k in range(10)], abs=1e-12)
+
+    again = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    again.load_state_dict(saved)
+    assert rates(again, lr_schedule(again, budget, done=4), range(4, 10)) == rest

@@ -75,6 +75,11 @@ class BudgetSpec(Strict):
     batch_size: PositiveInt = 16
     eval_batch_size: PositiveInt = 32
     max_grad_norm: PositiveFloat = 1.0
+    lr_schedule: Literal["linear", "cosine", "constant"] = Field(
+        "linear", description="the learning rate over the steps (transformers' schedules): linear decay to 0, the "
+        "default of transformers' Trainer, averages the last steps' noise away; constant keeps the last batches' noise "
+        "in the final weights (BENCHMARKS.md)")
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="share of the steps that warm the rate up from 0")
     params: PositiveInt | None = Field(
         None, description="trainable-parameter budget: each method's size option (rank, ...) that the config does not "
         "set is chosen so that its trainable parameters come closest to this number")

@@ -1,7 +1,7 @@
 """The training loop: plain and visible, the same for every method and task.
 
 One step = one batch of (prompt, completion) examples, loss on completion tokens only, AdamW (or the
-method's optimizer), gradient clipping, the method's per-step hook. The budget is a number of steps.
+method's optimizer), gradient clipping, the learning-rate schedule, the method's per-step hook. The budget is a number of steps.
 It runs through `accelerate`: one process on the CPU or a GPU, or several launched processes (`accelerate launch`,
 `torchrun`) that each take their rows of every batch (data parallel; see train/launch.py). Given a checkpoint folder,
 a run resumes from its newest checkpoint and writes one every `checkpoint_every` steps (train/checkpoint.py).
@@ -23,7 +23,7 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedType
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase, get_scheduler
 
 from ..config.spec import BudgetSpec
 from ..errors import AuditError
@@ -143,6 +143,18 @@ def step_loss(accelerator: Accelerator, model: nn.Module, method: Method, ids: t
         return loss, accelerator.reduce(loss.detach(), "mean").item()
 
 
+def lr_schedule(optimizer: torch.optim.Optimizer, budget: BudgetSpec,
+                done: int = 0) -> torch.optim.lr_scheduler.LRScheduler:
+    """transformers' `budget.lr_schedule` over `budget.steps` steps, stepped once per optimizer step, positioned after
+    `done` steps: a resumed run's restored optimizer holds the rate it had and the schedule carries on from there.
+
+    Not passed through `accelerator.prepare`: its wrapper steps the schedule once per process, and a launched run's
+    processes share each batch, so one step of the loop is one step of the schedule."""
+    extra = {"last_epoch": done - 1} if budget.lr_schedule != "constant" else None
+    return get_scheduler(budget.lr_schedule, optimizer, num_warmup_steps=round(budget.warmup_ratio * budget.steps),
+                         num_training_steps=budget.steps, scheduler_specific_kwargs=extra)
+
+
 def make_accelerator(precision: Precision) -> Accelerator:
     """An Accelerator for one run at `precision`; device and plugins come from the environment."""
     # AcceleratorState is a process-wide singleton that refuses a different mixed_precision once set, and a sweep (or
@@ -199,6 +211,7 @@ def train(model: nn.Module, method: Method, examples: Sequence[Example], tokeniz
                 next(data)
             result.steps, result.tokens, result.losses, earlier = resume.step, resume.tokens, list(resume.losses), resume.seconds
             logger.info(f"resuming {desc} from step {resume.step}")
+        schedule = lr_schedule(optimizer, budget, result.steps)
         params = [p for p in prepared.parameters() if p.requires_grad]
         bar = tqdm(range(result.steps + 1, budget.steps + 1), initial=result.steps, total=budget.steps, desc=desc,
                    disable=not progress, leave=False, unit="step")
@@ -213,6 +226,7 @@ def train(model: nn.Module, method: Method, examples: Sequence[Example], tokeniz
                 accelerator.backward(loss)
                 accelerator.clip_grad_norm_(params, budget.max_grad_norm)
                 optimizer.step()
+                schedule.step()
                 method.after_step(model, step)
                 optimizer.zero_grad(set_to_none=True)
                 result.losses.append(value)

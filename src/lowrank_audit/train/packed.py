@@ -34,7 +34,8 @@ from ..errors import AuditError
 from ..methods.base import Method, optimizer_state_bytes
 from ..models.precision import Precision
 from ..records import Example
-from .loop import IGNORE, TrainingDiverged, TrainResult, batches, completion_logits, encode_examples, make_accelerator, token_loss
+from .loop import (IGNORE, TrainingDiverged, TrainResult, batches, completion_logits, encode_examples, lr_schedule,
+                   make_accelerator, token_loss)
 
 PEFT_PREFIX = "base_model.model."
 
@@ -164,6 +165,7 @@ def train_pack(base: nn.Module, members: Sequence[PackMember], tokenizer: PreTra
             models.append(m.method.prepare(shared_copy(base)))
         layers = _packed_model(packed, models)
         optimizers = [m.method.optimizer(model) for m, model in zip(members, models)]
+        schedules = [lr_schedule(opt, budget) for opt in optimizers]
         params = [[p for p in model.parameters() if p.requires_grad] for model in models]
         data = [batches(encode_examples(m.examples, tokenizer), budget.batch_size, m.seed, tokenizer.pad_token_id)
                 for m in members]
@@ -202,6 +204,7 @@ def train_pack(base: nn.Module, members: Sequence[PackMember], tokenizer: PreTra
                 for i in going:
                     torch.nn.utils.clip_grad_norm_(params[i], budget.max_grad_norm)
                     optimizers[i].step()
+                    schedules[i].step()
                 for opt in optimizers:
                     opt.zero_grad(set_to_none=True)
                 seconds = time.perf_counter() - start

@@ -6,6 +6,7 @@ import subprocess
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from lowrank_audit import run_step, sweep as sweep_module
 from lowrank_audit.config.spec import MethodSpec
@@ -190,19 +191,13 @@ def test_a_method_that_changes_nothing_is_an_error_not_a_result(smoke_spec, tmp_
     def never_steps(model, method, examples, tokenizer, budget, *args, **kwargs):
         return real_train(model, method, examples, tokenizer, budget.model_copy(update={"steps": 1}), *args, **kwargs)
 
-    class Frozen:  # an optimizer that never updates: the LoRA B matrices stay zero
-        state: dict = {}
-
-        def step(self):
-            pass
-
-        def zero_grad(self, set_to_none=True):
-            pass
+    def frozen(self, model):  # an optimizer that never updates (SGD at rate 0): the LoRA B matrices stay zero
+        return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
 
     monkeypatch.setattr(run_step, "train", never_steps)
     from lowrank_audit.methods.lora import Lora
 
-    monkeypatch.setattr(Lora, "optimizer", lambda self, model: Frozen())
+    monkeypatch.setattr(Lora, "optimizer", frozen)
     result = run_sweep(smoke_spec, tmp_path, progress=False)
     errors = [e for _, e in result.failed]
     assert len(errors) == 2 and all("changed nothing" in e for e in errors)

@@ -1,7 +1,8 @@
 """The training loop: plain and visible, the same for every method and task.
 
 One step = one batch of (prompt, completion) examples, loss on completion tokens only, AdamW (or the
-method's optimizer), gradient clipping, the learning-rate schedule, the method's per-step hook. The budget is a number of steps.
+method's optimizer), gradient clipping, the learning-rate schedule, the method's per-step hook. The budget is a number
+of steps.
 It runs through `accelerate`: one process on the CPU or a GPU, or several launched processes (`accelerate launch`,
 `torchrun`) that each take their rows of every batch (data parallel; see train/launch.py). Given a checkpoint folder,
 a run resumes from its newest checkpoint and writes one every `checkpoint_every` steps (train/checkpoint.py).

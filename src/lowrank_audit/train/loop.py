@@ -151,6 +151,7 @@ def lr_schedule(optimizer: torch.optim.Optimizer, budget: BudgetSpec,
 
     Not passed through `accelerator.prepare`: its wrapper steps the schedule once per process, and a launched run's
     processes share each batch, so one step of the loop is one step of the schedule."""
+    # get_scheduler passes no extra arguments to the constant schedule, which has no position to keep anyway
     extra = {"last_epoch": done - 1} if budget.lr_schedule != "constant" else None
     return get_scheduler(budget.lr_schedule, optimizer, num_warmup_steps=round(budget.warmup_ratio * budget.steps),
                          num_training_steps=budget.steps, scheduler_specific_kwargs=extra)

@@ -15,6 +15,7 @@ from lowrank_audit.metrics import (
     group_gap,
     js_divergence,
     kl_divergence,
+    sequence_entropy,
     sequence_kl,
     shift_recovered,
     token_kl,
@@ -76,6 +77,17 @@ def test_sequence_kl_is_the_mean_over_each_sequences_kept_positions():
     got = sequence_kl(ref, other, mask)
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, want, rtol=1e-6)  # token_kl computes in float32
+
+
+def test_sequence_entropy_is_the_mean_entropy_over_each_sequences_kept_positions():
+    logp = torch.log_softmax(3 * torch.randn(3, 4, 9, dtype=torch.float64), -1)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [0, 1, 0, 0]], dtype=torch.bool)
+    want = [np.mean([entropy(logp[i, t].exp().numpy()) for t in range(4) if mask[i, t]]) for i in range(3)]
+    got = sequence_entropy(logp, mask)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    uniform = torch.full((1, 2, 8), -math.log(8.0))  # hand-worked: ln 8 at every position
+    assert sequence_entropy(uniform, torch.ones(1, 2, dtype=torch.bool))[0] == pytest.approx(math.log(8.0), rel=1e-6)
 
 
 def test_category_mass_and_group_gap_hand_worked():

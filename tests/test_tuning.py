@@ -2,6 +2,7 @@
 validation loss chosen per (method, rank), the other seeds at it; reported splits never enter the choice; a diverged
 point is recorded and never chosen; a killed tuning sweep resumes to the same choice; the verdict on top of it."""
 
+import logging
 import math
 
 import numpy as np
@@ -13,10 +14,11 @@ from lowrank_audit import run_step
 from lowrank_audit.experiment import load_spec, narrow
 from lowrank_audit.report import build_report
 from lowrank_audit.report.data import load
-from lowrank_audit.report.verdict import task_verdict
+from lowrank_audit.report.verdict import lr_plot, task_verdict
 from lowrank_audit.store import Store
 from lowrank_audit.sweep import run_sweep
-from lowrank_audit.tasks.debias import SPLITS, DebiasTask
+from lowrank_audit.tasks import base as task_base
+from lowrank_audit.tasks.debias import SPLITS, DebiasOptions, DebiasTask
 
 FULL_GRID, LORA_GRID = [1.0e-4, 1.0e-3], [3.0e-3, 3.0e-2, 1.0e30]  # 1e30 diverges
 
@@ -75,6 +77,45 @@ def test_a_diverged_grid_point_is_recorded_and_never_chosen(tuned):
     diverged = next(c for c in lora.candidates if c.point["lr"] == 1.0e30)
     assert diverged.status == "failed" and diverged.score is None and lora.chosen != diverged
     assert "loss became" in next(r["error"] for r in Store.in_dir(out).runs() if r["run_id"] == diverged.run_id)
+
+
+def test_a_grid_point_whose_drift_explodes_is_recorded_and_loses_the_selection(tuned, tmp_path, monkeypatch, caplog):
+    """The default divergence rule (drift on neutral text above the base model's entropy there) with the limit set
+    between each family's chosen point and the rest: the point the validation loss chose loses, the next best wins,
+    and the later seed runs at it. Only the limit is set here; the drifts and the rule are the sweep's own."""
+    out, _ = tuned
+    store = Store.in_dir(out)
+    before = selections(out)
+    chosen = [store.metric_value(s.chosen.run_id, "drift_neutral") for s in before.values()]
+    others = [store.metric_value(c.run_id, "drift_neutral") for s in before.values() for c in s.candidates
+              if c.score is not None and c != s.chosen]
+    assert max(others) < min(chosen)  # the fixture leaves room for a limit between them
+    limit = (max(others) + min(chosen)) / 2
+    monkeypatch.setattr(task_base, "sequence_entropy", lambda logp, mask: np.full(len(logp), limit))
+    caplog.set_level(logging.INFO, logger="lowrank_audit")
+    run_sweep(tuned_spec([0, 1]), tmp_path, progress=False)
+    after, runs = selections(tmp_path), {r["run_id"]: r for r in Store.in_dir(tmp_path).runs()}
+    for key, s in after.items():
+        lost = next(c for c in s.candidates if c.run_id == before[key].chosen.run_id)
+        assert lost.score == before[key].chosen.score and lost.diverged.startswith("drift on neutral text")
+        scored = {c.point["lr"]: c.score for c in s.candidates if c.score is not None and not c.diverged}
+        assert s.chosen.point["lr"] == min(scored, key=scored.get) != lost.point["lr"]
+        later = [r for r in runs.values() if r["method"] == key[0] and r["seed"] == 1]
+        assert len(later) == 1 and f'"lr": {s.chosen.point["lr"]}' in later[0]["config_json"]
+    assert sum("diverged (drift on neutral text" in r.getMessage() for r in caplog.records) == 2
+    plot = lr_plot(load(tmp_path), "debias", tmp_path / "plots", "debias")
+    assert plot.caption.count("drift on neutral text") == 2 and "could not be chosen" in plot.caption
+
+
+def test_the_default_divergence_rule_is_drift_above_the_base_entropy_on_neutral_text(tiny):
+    """Hand-worked: the base predicts uniformly over 8 tokens on neutral text (entropy ln 8 at every position)."""
+    task = DebiasTask(DebiasOptions(), tiny.tokenizer)
+    base = {"neutral/logp": torch.full((2, 3, 8), -math.log(8.0)), "neutral/mask": torch.ones(2, 3, dtype=torch.bool)}
+    assert task.divergence(base, {"drift_neutral": 2.0}.get) == ""
+    assert task.divergence(base, {"drift_neutral": 2.1}.get) == ("drift on neutral text 2.1 > the base model's "
+                                                                  "entropy there 2.08 nats")
+    assert task.divergence(base, {}.get) == ""  # no drift stored: nothing to judge
+    assert task.divergence({}, {"drift_neutral": 9.0}.get) == ""  # no neutral text: no rule
 
 
 def test_the_reference_is_the_chosen_full_fine_tune(tuned):

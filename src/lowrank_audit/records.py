@@ -55,12 +55,14 @@ class SampleRow:
 @dataclass(frozen=True)
 class Candidate:
     """One grid point of a tuning family: its run, the tuned values, and its validation score (None: the run failed
-    or its score is undefined, so it cannot be chosen)."""
+    or its score is undefined, so it cannot be chosen); `diverged` says why a point with a score cannot be chosen
+    either (its task's divergence rule, e.g. exploding drift), '' when it can."""
 
     run_id: str
     point: Mapping[str, Any]
     score: float | None
     status: str
+    diverged: str = ""
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,7 @@ class Sweep:
             raise
         self.cache = ObservationCache(out_dir / "cache")
         self.context = RunContext(self.loaded, self.eval_precision, spec.budget.eval_batch_size, progress)
+        self._base: dict[tuple, Observation] = {}
 
     def _plan(self) -> None:
         """Plan every run that can be planned now (a tuning family's later seeds once it has a choice), check each
@@ -216,9 +217,7 @@ class Sweep:
         for group in groups:
             first = group.runs[0]
             task = self.context.task(first)
-            base_key = cache_key("base", self.loaded.identity, self.eval_precision.name, task.fingerprint())
-            base_obs = self.cache.get_or_compute(base_key, lambda: task.observe_base(self.context.runner, self.loaded.model))
-            self.context.task(first, base_obs)
+            base_obs = self._base_observation(first)
             self._save_training_data(task, base_obs, first)
             group.refs = References(base_obs)
             reference = self._chosen_reference(group)
@@ -234,6 +233,17 @@ class Sweep:
                 train_packs(others, base_obs, self.context)
             for job in others:
                 yield self._start(job), base_obs
+
+    def _base_observation(self, run: PlannedRun) -> Observation:
+        """The base model's observation for the run's group (computed once, then from the cache, kept for the sweep);
+        binds the group's task to it."""
+        if run.group not in self._base:
+            task = self.context.task(run)
+            key = cache_key("base", self.loaded.identity, self.eval_precision.name, task.fingerprint())
+            self._base[run.group] = self.cache.get_or_compute(
+                key, lambda: task.observe_base(self.context.runner, self.loaded.model))
+            self.context.task(run, self._base[run.group])
+        return self._base[run.group]
 
     def _chosen_reference(self, group: _Group) -> PlannedRun | None:
         """The group's reference once every candidate has finished or failed: the only candidate, or the chosen grid
@@ -252,9 +262,12 @@ class Sweep:
         grid = self._families.get(family, [])
         if not grid or any(self.store.status(r.run_id) not in ("finished", "failed") for r in grid):
             return None
-        metric = TASKS.get(grid[0].task).selects_on(grid[0].task_options)
-        selection = choose(grid, metric, self.methods[grid[0].method_key].rank, self.store.status,
-                           lambda run_id: self.store.metric_value(run_id, metric))
+        first = grid[0]
+        metric = TASKS.get(first.task).selects_on(first.task_options)
+        task, base_obs = self.context.task(first), self._base_observation(first)
+        selection = choose(grid, metric, self.methods[first.method_key].rank, self.store.status,
+                           lambda run_id: self.store.metric_value(run_id, metric),
+                           lambda run_id: task.divergence(base_obs, lambda m: self.store.metric_value(run_id, m)))
         known = {s.family: s for s in self.store.selections()}.get(family)
         if known != selection:
             self.store.record_selection(selection)
@@ -263,8 +276,8 @@ class Sweep:
 
     def _selection_line(self, selection: Selection) -> str:
         label = selection.method + (f" r={selection.rank}" if selection.rank is not None else "")
-        scores = ", ".join(f"{_point(c.point)}: {'diverged' if c.score is None else f'{c.score:.4f}'}"
-                           for c in selection.candidates)
+        scores = ", ".join(f"{_point(c.point)}: " + ("diverged" if c.score is None else f"{c.score:.4f}")
+                           + (f" diverged ({c.diverged})" if c.diverged else "") for c in selection.candidates)
         if selection.chosen is None:
             return f"tuning {selection.task} / {label}: every grid point failed ({scores}); its later seeds are not run"
         return (f"tuning {selection.task} / {label}: chose {_point(selection.chosen.point)} by {selection.metric} "

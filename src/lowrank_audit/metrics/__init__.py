@@ -2,7 +2,7 @@
 
 from .bias import category_mass, group_gap
 from .decisions import agreement, flip_rate, group_counts, pooled_rates, rate_gap, score_change, score_trajectory
-from .divergence import js_divergence, kl_divergence, sequence_kl, shift_recovered, token_kl
+from .divergence import js_divergence, kl_divergence, sequence_entropy, sequence_kl, shift_recovered, token_kl
 from .fairness import GroupFairness, counterfactual_flip_rate, group_fairness, label_prob_gap
 from .forgetting import sequence_accuracy, sequence_nll
 from .stats import bootstrap_ci, cluster_bootstrap_ci, paired_difference
@@ -44,6 +44,7 @@ __all__ = [
     "precision_at",
     "recall_at",
     "rate_gap",
+    "sequence_entropy",
     "sequence_kl",
     "score_change",
     "score_trajectory",

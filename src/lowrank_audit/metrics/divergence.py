@@ -72,3 +72,12 @@ def sequence_kl(logp_ref: torch.Tensor, logp: torch.Tensor, mask: torch.Tensor) 
     value per sequence, so that sequences of every length weigh the same in the mean (and in its bootstrap).
     """
     return (token_kl(logp_ref, logp, mask).sum(1) / mask.sum(1)).double().numpy()
+
+
+def sequence_entropy(logp: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """Per sequence, the mean per-token entropy H(p) = -sum_i p_i log p_i over the positions `mask` keeps, weighted as
+    `sequence_kl` weighs its KLs (inputs as there; one float64 value per sequence)."""
+    logp = logp.float()
+    entropy = -(logp.exp() * logp).sum(-1) * mask
+    return (entropy.sum(1) / mask.sum(1)).double().numpy()
+

@@ -187,6 +187,10 @@ def lr_plot(data: ReportData, task: str, plots_dir: Path, slug: str) -> Plot | N
         label = s.method + (f" r={s.rank}" if s.rank is not None else "")
         if points:
             ax.plot(*zip(*points), marker="o", color=f"C{i % 10}", label=label)
+        crossed = [(c.point["lr"], c.score) for c in s.candidates if c.score is not None and c.diverged]
+        if crossed:
+            ax.plot(*zip(*crossed), marker="X", markersize=11, color=f"C{i % 10}", markeredgecolor="black",
+                    linestyle="none")
         if s.chosen is not None:
             ax.plot([s.chosen.point["lr"]], [s.chosen.score], marker="*", markersize=16, color=f"C{i % 10}",
                     markeredgecolor="black", linestyle="none")
@@ -197,10 +201,14 @@ def lr_plot(data: ReportData, task: str, plots_dir: Path, slug: str) -> Plot | N
     path = plots_dir / f"{slug}-lr-sensitivity.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    diverged = sum(c.score is None for s in selections for c in s.candidates)
+    failed = sum(c.score is None for s in selections for c in s.candidates)
+    crossed = [f"{s.method}{f' r={s.rank}' if s.rank is not None else ''} lr={c.point['lr']:g}: {c.diverged}"
+               for s in selections for c in s.candidates if c.score is not None and c.diverged]
     caption = ("Validation objective (the fine-tuning loss on the validation prompts, which no reported split "
                "contains) against learning rate at the first seed; a star marks the point tuning chose and the other "
-               "seeds ran at." + (f" {diverged} grid point(s) diverged and are not drawn." if diverged else ""))
+               "seeds ran at." + (f" {failed} grid point(s) failed or had no score and are not drawn." if failed else "")
+               + (f" A cross marks a point that diverged and could not be chosen ({'; '.join(crossed)})." if crossed
+                  else ""))
     return Plot(path, f"{task}: learning-rate sensitivity", caption)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..evaluate.runner import Runner
-from ..metrics import bootstrap_ci, sequence_kl
+from ..metrics import bootstrap_ci, sequence_entropy, sequence_kl
 from ..records import Example, MetricRow, Observation, SampleRow
 from .card import TaskCard, TaskOptions
 
@@ -94,6 +94,17 @@ class Task(TaskCard, ABC):
         """Properties of the task's data at `seed`, stored with the base run (e.g. how much of the shift the training
         data themselves describe); none by default."""
         return []
+
+    def divergence(self, base: Observation, value: Callable[[str], float | None]) -> str:
+        """Why a finished run whose stored summary rows `value` returns has diverged, or '' (tuning never chooses such
+        a grid point). By default: its drift on neutral text is above the base model's own mean per-token entropy
+        there, i.e. its cross-entropy against the base's next tokens is over twice the base's uncertainty about them,
+        farther than any fine-tune that kept the model's language; a task without neutral text has no such rule."""
+        drift = value("drift_neutral")
+        if drift is None or "neutral/logp" not in base:
+            return ""
+        limit = float(sequence_entropy(base["neutral/logp"], base["neutral/mask"]).mean())
+        return f"drift on neutral text {drift:.3g} > the base model's entropy there {limit:.3g} nats" if drift > limit else ""
 
     def samples(self, obs: Observation) -> list[SampleRow]:
         """Texts stored with the run (e.g. generated completions and their scores); none by default."""
